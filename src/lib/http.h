@@ -1,0 +1,169 @@
+/*
+ * http.h - the HTTP/1.1 server core shared by moatd and moat-proxy.
+ *
+ * Built on libevent bufferevents (plain or TLS, see tls.h) and http-parser.
+ * One struct http_server holds the routing table, limits and hooks; it can
+ * listen on several addresses and on several event bases (one per loop
+ * thread, with SO_REUSEPORT), and is only read after the first listen, so
+ * threads share it without locks.
+ *
+ * Per connection: keep-alive; pipelined requests are parsed one at a time
+ * (the next is not read until the current one is answered); limits on the
+ * request line, header bytes and count, and body size; a header timeout
+ * (slowloris), a body timeout and an idle timeout between requests; chunked
+ * request bodies; every request produces one access-log line (component
+ * "access") and one observer call (metrics).
+ *
+ * Client address: optionally a listener expects the PROXY protocol (v1 or
+ * v2) from a list of balancer networks. Such a listener refuses a
+ * connection without a header, and refuses a header from any peer outside
+ * the list. X-Forwarded-For is believed only when the connection's verified
+ * client certificate carries one of the listener's trusted forwarder names.
+ * http_req_client_addr() gives the resulting address.
+ *
+ * Errors are answered in the shape of DESIGN.md section 3:
+ *   {"error": {"code": "...", "message": "..."}}
+ * Malformed requests get 400, oversized ones 413/414/431, timeouts 408;
+ * after such an error the connection is closed.
+ *
+ * Threading: a request and its connection belong to the loop thread that
+ * accepted it; every http_req_* call must be made on that thread.
+ */
+#ifndef MOAT_HTTP_H
+#define MOAT_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "errors.h"
+#include "tls.h"
+
+struct http_server;
+struct http_request;
+
+struct http_limits {
+	size_t max_request_line;	/* method + target + version; 8 KiB */
+	size_t max_header_bytes;	/* all header lines; 16 KiB */
+	size_t max_headers;		/* header count; 100 */
+	size_t max_body;		/* decoded body; 1 MiB */
+	unsigned header_timeout_ms;	/* first byte to end of head; 10 s */
+	unsigned body_timeout_ms;	/* end of head to end of body; 30 s */
+	unsigned idle_timeout_ms;	/* between keep-alive requests; 60 s */
+	unsigned write_timeout_ms;	/* response stalled; 30 s */
+	size_t max_conns;		/* per server, all listeners; 10000 */
+};
+
+/* Fills l with the defaults shown above. */
+void http_limits_default(struct http_limits *l);
+
+struct http_listener_opts {
+	const char *addr;		/* "127.0.0.1:8443", "[::1]:8443" */
+	struct tls_server *tls;		/* borrowed; NULL for plain HTTP */
+	/* NULL-terminated CIDR list ("10.0.0.0/8", "::1/128"). When set, every
+	 * connection must start with a PROXY v1 or v2 header, and only peers
+	 * inside these networks may send one. Copied. */
+	const char *const *proxy_from;
+	/* NULL-terminated client certificate names whose X-Forwarded-For is
+	 * believed (the ingress). NULL: never believed. Copied. */
+	const char *const *xff_from_names;
+	bool reuseport;			/* SO_REUSEPORT, for one listener per thread */
+};
+
+typedef void (*http_handler_fn)(struct http_request *req, void *arg);
+
+/* Called once per finished request (after the response was queued, or when
+ * the connection died), on the loop thread. route is the matched pattern,
+ * or "" when none matched. Keep it cheap: it runs on every request. */
+typedef void (*http_observer_fn)(const struct http_request *req,
+    const char *route, int status, uint64_t duration_ns, void *arg);
+
+int http_server_new(struct http_server **out, const struct http_limits *limits)
+    MOAT_MUST_CHECK;
+
+/* Adds a route. method is "GET", "POST", ... or "*"; pattern is an absolute
+ * path whose segments may be "{name}" (one segment, read back with
+ * http_req_param) or end in "/*" (any rest). Exact segments win over
+ * parameters; a path that matches a pattern with another method gets 405.
+ * MOAT_ERR_EXISTS for a duplicate. Routes must be added before listening. */
+int http_server_route(struct http_server *srv, const char *method,
+    const char *pattern, http_handler_fn fn, void *arg) MOAT_MUST_CHECK;
+
+/* Per-request observer (metrics). */
+void http_server_set_observer(struct http_server *srv, http_observer_fn fn,
+    void *arg);
+
+/* Counters for /metrics (all listeners, all threads). */
+uint64_t http_server_open_conns(const struct http_server *srv);
+
+/* Component name used in access-log lines; default "access". NULL turns
+ * the access log off. */
+void http_server_set_access_log(struct http_server *srv, const char *component);
+
+/* Binds and starts accepting on base. May be called several times (other
+ * addresses, or the same address on other bases with reuseport). */
+int http_server_listen(struct http_server *srv, struct event_base *base,
+    const struct http_listener_opts *opts) MOAT_MUST_CHECK;
+
+/* The port a listener bound to (the first one on that address), for ":0". */
+int http_server_bound_port(const struct http_server *srv, int index);
+
+/* Stops accepting new connections; open connections finish their current
+ * request and close. Safe to call on any thread once. */
+void http_server_shutdown(struct http_server *srv);
+
+/* Frees the server; every base it listened on must have stopped. */
+void http_server_free(struct http_server *srv);
+
+/* --- Request accessors (borrowed strings, valid until the response). --- */
+const char *http_req_method(const struct http_request *req);
+const char *http_req_path(const struct http_request *req);   /* no query */
+const char *http_req_query(const struct http_request *req);  /* "" if none */
+const char *http_req_target(const struct http_request *req); /* as sent */
+/* First value of a header (case-insensitive name), or NULL. */
+const char *http_req_header(const struct http_request *req, const char *name);
+/* Value of a "{name}" route segment, percent-decoded, or NULL. */
+const char *http_req_param(const struct http_request *req, const char *name);
+/* Decoded body (chunked bodies already joined); *len may be 0. */
+const uint8_t *http_req_body(const struct http_request *req, size_t *len);
+/* The client as the platform sees it: the PROXY protocol source, a trusted
+ * X-Forwarded-For, or the TCP peer. */
+const char *http_req_client_addr(const struct http_request *req);
+/* The TCP peer, whatever the headers say. */
+const char *http_req_peer_addr(const struct http_request *req);
+/* The verified client certificate's name, or NULL. */
+const char *http_req_tls_peer_name(const struct http_request *req);
+/* The event base of the loop thread that owns this request. */
+struct event_base *http_req_base(const struct http_request *req);
+
+/* --- Responding: exactly one respond call per request. It may come later,
+ * from the owning loop thread (after worker-pool work). If the client went
+ * away first, the respond call just frees the request. --- */
+
+/* Adds a response header (copied). Must precede the respond call. */
+int http_resp_header(struct http_request *req, const char *name,
+    const char *value) MOAT_MUST_CHECK;
+/* Sends status with body (copied). content_type may be NULL when len==0. */
+void http_respond(struct http_request *req, int status,
+    const char *content_type, const void *body, size_t len);
+/* Sends body as application/json (borrowed; caller keeps its reference). */
+void http_respond_json(struct http_request *req, int status, const json_t *body);
+/* Sends the error shape of DESIGN.md section 3. */
+void http_respond_error(struct http_request *req, int status,
+    const char *code, const char *message);
+
+/* Takes the connection away from the HTTP core after Upgrade or CONNECT:
+ * returns its bufferevent (plain or TLS; caller owns and frees it) with any
+ * bytes the client sent after the request head still in its input buffer,
+ * and frees the request. The caller writes the response (101, 200) itself.
+ * Callbacks and timeouts of the bufferevent are cleared. */
+struct bufferevent *http_req_take_conn(struct http_request *req);
+
+/* Reason phrase for a status code ("Not Found"). */
+const char *http_status_text(int status);
+
+#endif
