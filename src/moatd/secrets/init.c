@@ -366,7 +366,7 @@ moatd_init_dir(const char *dir, const struct moatd_init_opts *opts)
 	int has_secrets = 0, has_pki = 0;
 	bool made_dir = false, made_tmp = false;
 	bool old_secrets = false, old_pki = false;
-	bool placed_pki = false, placed_secrets = false;
+	bool placed_pki = false, placed_secrets = false, undo_failed = false;
 	mode_t old_umask = umask(077);
 
 	memset(&m, 0, sizeof(m));
@@ -491,21 +491,27 @@ rename_failed:
 out:
 	/* Undo, newest first. On success every flag was cleared, and the old
 	 * copies are deleted with the temporary directory. */
-	if (placed_secrets)
-		(void)renameat(dfd, "secrets", tmpfd, "secrets");
-	if (placed_pki)
-		(void)renameat(dfd, "pki", tmpfd, "pki");
-	if (old_pki)
-		(void)renameat(tmpfd, "old-pki", dfd, "pki");
-	if (old_secrets)
-		(void)renameat(tmpfd, "old-secrets", dfd, "secrets");
+	if (placed_secrets && renameat(dfd, "secrets", tmpfd, "secrets") != 0)
+		undo_failed = true;
+	if (placed_pki && renameat(dfd, "pki", tmpfd, "pki") != 0)
+		undo_failed = true;
+	if (old_pki && renameat(tmpfd, "old-pki", dfd, "pki") != 0)
+		undo_failed = true;
+	if (old_secrets && renameat(tmpfd, "old-secrets", dfd, "secrets") != 0)
+		undo_failed = true;
 	if (tmpfd >= 0)
 		close(tmpfd);
-	if (made_tmp)
+	/* Never delete the only copy of an old key: when putting things back
+	 * failed, the temporary directory stays and the error says where. */
+	if (undo_failed)
+		init_errf(o, "cannot move the new files into %s, nor restore "
+		    "the old ones; they are in %s (old-secrets, old-pki)", dir,
+		    tmp);
+	else if (made_tmp)
 		(void)init_rmtree(tmp);
 	if (dfd >= 0)
 		close(dfd);
-	if (r != 0 && made_dir)
+	if (r != 0 && made_dir && !undo_failed)
 		(void)rmdir(dir);
 	init_files_free(&f);
 	init_material_free(&m);
