@@ -51,10 +51,9 @@ safe_name(char *out, size_t outlen, const char *s)
 }
 
 /*
- * Checks nesting (depth counts containers: the root object is 1) and that
- * no string or key holds a NUL. Iterative over the value's own structure
- * would need a stack; recursion is bounded by jansson's depth limit and cut
- * off at JSON_MAX_DEPTH + 1 here.
+ * Checks nesting: depth counts containers, the root object being 1. The
+ * recursion is bounded by jansson's parser limit and cut off here one level
+ * past JSON_MAX_DEPTH.
  */
 static bool
 json_walk_ok(const json_t *v, int depth)
@@ -132,7 +131,10 @@ json_parse_object(const uint8_t *body, size_t len, size_t max_len,
 		errf(err, errlen, "body is empty; a JSON object is required");
 		return MOAT_ERR_PARSE;
 	}
-	v = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
+	/* JSON_DECODE_ANY only so that a scalar body gets the clearer
+	 * "must be a JSON object" below. */
+	v = json_loadb((const char *)body, len,
+	    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (v == NULL) {
 		switch (json_error_code(&jerr)) {
 		case json_error_out_of_memory:
