@@ -149,6 +149,11 @@ json_parse_object(const uint8_t *body, size_t len, size_t max_len,
 			errf(err, errlen, "body is nested deeper than %d levels",
 			    JSON_MAX_DEPTH);
 			break;
+		case json_error_null_character:
+			errf(err, errlen, "body has a string with a NUL "
+			    "character (line %d, column %d)", jerr.line,
+			    jerr.column);
+			break;
 		case json_error_invalid_utf8:
 			errf(err, errlen, "body is not valid UTF-8");
 			break;

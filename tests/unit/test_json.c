@@ -95,7 +95,7 @@ test_parse_errors(void **state)
 	expect_err("{\"name\":\"a\",\"name\":\"b\"}", MOAT_ERR_PARSE,
 	    "body has a duplicate key (line 1, column 18)");
 	expect_err("{\"name\":\"a\\u0000b\"}", MOAT_ERR_PARSE,
-	    "body is not valid JSON (line 1, column 17)");
+	    "body has a string with a NUL character (line 1, column 18)");
 	expect_err("{\"name\":\"\xff\"}", MOAT_ERR_PARSE,
 	    "body is not valid UTF-8");
 	expect_err("{\"n\":99999999999999999999}", MOAT_ERR_PARSE,
