@@ -74,9 +74,12 @@ list_free(char **list)
 	free(list);
 }
 
+/* Wipes the text too: it may be a secret's value. */
 static void
 parsed_free(struct config_parsed *p)
 {
+	if (p->text != NULL)
+		explicit_bzero(p->text, strlen(p->text));
 	free(p->text);
 	list_free(p->list);
 	p->text = NULL;
