@@ -366,8 +366,8 @@ audit_verify_file(const char *path, EVP_PKEY *pub,
 		goto out;
 	}
 	if (r != 0 && r != MOAT_ERR_NOTFOUND) {
-		snprintf(res->reason, sizeof(res->reason), "cannot read %s: %s",
-		    head_path, moat_strerror(r));
+		snprintf(res->reason, sizeof(res->reason),
+		    "cannot read %s.checkpoint: %s", path, moat_strerror(r));
 		goto out;
 	}
 	if (st.st_size > 0) {

@@ -209,7 +209,7 @@ count_lines(const uint8_t *b, size_t len)
 static void
 remove_chain(const char *path)
 {
-	char p[512];
+	char p[600];
 
 	unlink(path);
 	snprintf(p, sizeof(p), "%s.checkpoint", path);
@@ -476,7 +476,7 @@ test_truncate_past_checkpoint(void **state)
 static void
 test_cut_last_line_recovered(void **state)
 {
-	char path[512], crash[512], head[512], crash_head[512];
+	char path[512], crash[512], head[600], crash_head[600];
 	struct audit_writer *w;
 	struct audit_verify_result res;
 	EVP_PKEY *pub = pub_key();
