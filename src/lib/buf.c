@@ -28,6 +28,8 @@ buf_reserve(struct buf *b, size_t n)
 
 	if (n > b->max || b->len > b->max - n)
 		return MOAT_ERR_TOOBIG;
+	if (b->len + n == SIZE_MAX)	/* no room for the NUL */
+		return MOAT_ERR_TOOBIG;
 	need = b->len + n + 1;
 	if (need <= b->cap)
 		return 0;
@@ -44,10 +46,18 @@ buf_reserve(struct buf *b, size_t n)
 int
 buf_append(struct buf *b, const void *p, size_t n)
 {
+	uintptr_t up = (uintptr_t)p, base = (uintptr_t)b->data;
 	int r;
 
-	if ((r = buf_reserve(b, n)) != 0)
+	/* p may point into the buffer itself, which realloc can move. */
+	if (b->data != NULL && up >= base && up < base + b->cap) {
+		size_t off = up - base;
+		if ((r = buf_reserve(b, n)) != 0)
+			return r;
+		p = b->data + off;
+	} else if ((r = buf_reserve(b, n)) != 0) {
 		return r;
+	}
 	if (n > 0)
 		memcpy(b->data + b->len, p, n);
 	b->len += n;

@@ -13,7 +13,14 @@
  * Errors are clear and name the key: an unknown key in the file or an
  * unknown flag, a value of the wrong type or out of range, a flag without
  * its value, a file that is not a YAML mapping of scalars (lists are allowed
- * for CFG_LIST keys). Environment variables that start with MOAT_ but name
+ * for CFG_LIST keys), a key given twice in the file, anchors, aliases or
+ * tags, a file over 1 MiB. A failed load changes no value (but
+ * config_load_all may have applied flags before its file failed).
+ *
+ * Flags: "--name value", "--name=value"; a CFG_BOOL flag alone means true
+ * and never takes the next argument ("--no-name" means false, "--name=off"
+ * also works); a separated value may not start with "--" (write
+ * "--name=--x"). A flag given twice: the last wins. envp NULL means environ. Environment variables that start with MOAT_ but name
  * no key of this program are ignored, since several moat programs share one
  * environment. Values of keys marked secret are never printed.
  */
@@ -70,6 +77,8 @@ int config_load_flags(struct config *c, int argc, char **argv,
  * the first argument after the program/subcommand name. */
 int config_load_all(struct config *c, int argc, char **argv, char *const *envp,
     int *first_positional, char *err, size_t errlen) MOAT_MUST_CHECK;
+/* The file config_load_all loaded (borrowed), or NULL when none. */
+const char *config_file(const struct config *c);
 
 /* Typed readers; a key not in the table is a programming error (abort). */
 const char *config_str(const struct config *c, const char *name); /* NULL if unset */
