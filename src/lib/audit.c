@@ -23,14 +23,7 @@
 char *
 audit__canonical(const json_t *v, size_t *len_out)
 {
-	char *s;
-
-	/* TODO(config-json): json_canonical() once json.c is merged. */
-	if ((s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
-		return NULL;
-	if (len_out != NULL)
-		*len_out = strlen(s);
-	return s;
+	return json_canonical(v, len_out);
 }
 
 void

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "audit_int.h"
+#include "json.h"
 #include "log.h"
 
 #define MAX_CLIENTS		64
@@ -97,9 +98,10 @@ handle_message(struct audit_collector *c, const struct client *cl,
 	const char *component;
 	int r;
 
-	if ((ev = json_loadb((const char *)c->msg, len, JSON_REJECT_DUPLICATES,
-	    NULL)) == NULL) {
-		reject(c, cl, "not valid JSON");
+	/* why never echoes values (json.h). */
+	if (json_parse_object(c->msg, len, AUDIT_MAX_EVENT, &ev, why,
+	    sizeof(why)) != 0) {
+		reject(c, cl, why);
 		return;
 	}
 	if (!audit__check_remote(ev, why, sizeof(why))) {

@@ -35,9 +35,10 @@
 /* Domain separation for the checkpoint signature (see audit__ckpt_payload). */
 #define AUDIT_CKPT_VERSION	"moat-audit-checkpoint-1"
 
-/* Compact JSON with sorted keys (the chain's canonical form). Caller frees.
- * NULL on failure. Kept here until json_canonical() exists in json.c; both
- * must produce json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS). */
+/* Compact JSON with sorted keys (the chain's canonical form), that is
+ * json_canonical(): json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS). Changing
+ * that output would break every existing chain. Caller frees; NULL on
+ * failure. */
 char *audit__canonical(const json_t *v, size_t *len_out);
 
 /* Lower-case hex of n bytes into out (2n + 1 bytes with the NUL). */

@@ -159,6 +159,7 @@ audit_verify_buf(const uint8_t *data, size_t len, EVP_PKEY *pub,
 		const json_t *seqv;
 		const char *type;
 		uint64_t seq;
+		bool is_ckpt;
 
 		line++;
 		nl = memchr(p, '\n', room < AUDIT_MAX_LINE + 1 ? room :
@@ -227,23 +228,15 @@ audit_verify_buf(const uint8_t *data, size_t len, EVP_PKEY *pub,
 			goto out;
 		}
 		type = json_string_value(json_object_get(rec, "type"));
-		if (type != NULL && strcmp(type, AUDIT_CHECKPOINT_TYPE) == 0) {
-			if ((r = check_checkpoint(rec, seq - 1, prev_hex, pub,
-			    line, seq, res)) != 0)
-				goto out;
-			res->checkpoints++;
-			res->last_checkpoint_seq = seq;
-			res->unsigned_tail = 0;
-		} else {
-			res->unsigned_tail++;
-		}
+		is_ckpt = type != NULL && strcmp(type, AUDIT_CHECKPOINT_TYPE) == 0;
+		if (is_ckpt && (r = check_checkpoint(rec, seq - 1, prev_hex, pub,
+		    line, seq, res)) != 0)
+			goto out;
 		if (have_head && seq == h.seq) {
 			const char *sig = json_string_value(json_object_get(rec,
 			    "sig"));
-			if (type == NULL ||
-			    strcmp(type, AUDIT_CHECKPOINT_TYPE) != 0 ||
-			    strcmp(hash_hex, h.hash) != 0 || sig == NULL ||
-			    strcmp(sig, h.sig) != 0) {
+			if (!is_ckpt || strcmp(hash_hex, h.hash) != 0 ||
+			    sig == NULL || strcmp(sig, h.sig) != 0) {
 				r = fail(res, line, seq, "record %llu: does not "
 				    "match the checkpoint file for seq %llu",
 				    (unsigned long long)line,
@@ -251,6 +244,14 @@ audit_verify_buf(const uint8_t *data, size_t len, EVP_PKEY *pub,
 				goto out;
 			}
 			head_seen = true;
+		}
+		/* Counted only once the record passed every check. */
+		if (is_ckpt) {
+			res->checkpoints++;
+			res->last_checkpoint_seq = seq;
+			res->unsigned_tail = 0;
+		} else {
+			res->unsigned_tail++;
 		}
 		json_decref(rec);
 		rec = NULL;

@@ -620,6 +620,7 @@ test_collector(void **state)
 	struct audit_client *c = NULL;
 	struct audit_verify_result res;
 	json_t *ev, *j, *src;
+	struct stat st;
 	uint8_t *b, *big;
 	size_t len;
 	int lines, found = 0;
@@ -629,6 +630,9 @@ test_collector(void **state)
 	remove_chain(path);
 	unlink(sock);
 	w = open_writer(path, false, sock);
+	assert_int_equal(stat(sock, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0660);
 	assert_int_equal(audit_client_connect(&c, sock), 0);
 
 	/* Refused: the writer's fields, a reserved type, a bad outcome. */
