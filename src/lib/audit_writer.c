@@ -488,9 +488,11 @@ write_checkpoint(struct audit_writer *w)
 		r = moat_err_from_errno(errno);
 		goto out;
 	}
-	atomic_fetch_add(&w->written, 1);
 	w->tail = 0;
-	if ((r = write_head(w, w->out.data, w->out.len)) != 0) {
+	r = write_head(w, w->out.data, w->out.len);
+	/* Counted after the head, so that a waiter sees both. */
+	atomic_fetch_add(&w->written, 1);
+	if (r != 0) {
 		log_error("audit", "cannot write the checkpoint file",
 		    LF_STR("path", w->head_path),
 		    LF_STR("error", moat_strerror(r)));

@@ -816,6 +816,38 @@ test_emit_refuses_bad_events(void **state)
 }
 
 static void
+test_interval_checkpoint(void **state)
+{
+	char path[512];
+	struct audit_writer_opts o = { 0 };
+	struct audit_writer *w = NULL;
+	struct audit_verify_result res;
+	EVP_PKEY *pub = pub_key();
+
+	path_in(path, sizeof(path), "interval.log");
+	remove_chain(path);
+	o.path = path;
+	o.checkpoint_key_file = key_priv;
+	o.checkpoint_interval_ms = 100;
+	o.fsync_policy = AUDIT_FSYNC_ALWAYS;
+	o.disk_reserve_bytes = 1;
+	assert_int_equal(audit_writer_open(&w, &o), 0);
+	emit_n(w, 1, 3);
+	/* Three events, then the timer's checkpoint, without being asked. */
+	assert_true(wait_for(w, 4, 0));
+	assert_int_equal(audit_verify_file(path, pub, &res), 0);
+	assert_true(res.checkpoints >= 1);
+	assert_true(res.head_checked);
+	assert_int_equal(audit_writer_flush(w), 0);
+	audit_writer_close(w);
+	assert_int_equal(audit_verify_file(path, pub, &res), 0);
+	assert_int_equal(res.records, 3 + res.checkpoints);
+	assert_int_equal(res.last_checkpoint_seq, res.records);
+	EVP_PKEY_free(pub);
+	remove_chain(path);
+}
+
+static void
 test_verify_buf_edges(void **state)
 {
 	struct audit_verify_result res;
@@ -854,6 +886,7 @@ main(void)
 		cmocka_unit_test(test_collector_stale_socket),
 		cmocka_unit_test(test_disk_reserve),
 		cmocka_unit_test(test_emit_refuses_bad_events),
+		cmocka_unit_test(test_interval_checkpoint),
 		cmocka_unit_test(test_verify_buf_edges),
 	};
 
