@@ -636,7 +636,7 @@ adopt_last_line(struct audit_writer *w, const uint8_t *line, size_t len)
 	hash = json_string_value(json_object_get(rec, "hash"));
 	prevhex = json_string_value(json_object_get(rec, "prev"));
 	if (!json_is_integer(seqv) || json_integer_value(seqv) < 1 ||
-	    hash == NULL || prevhex == NULL ||
+	    json_integer_value(seqv) == INT64_MAX || hash == NULL || prevhex == NULL ||
 	    !audit__unhex(hash, strlen(hash), want, sizeof(want)) ||
 	    !audit__unhex(prevhex, strlen(prevhex), prev, sizeof(prev)))
 		goto out;
