@@ -94,6 +94,9 @@ int audit_writer_flush(struct audit_writer *w) MOAT_MUST_CHECK;
 /* Events written and dropped so far. */
 uint64_t audit_writer_written(struct audit_writer *w);
 uint64_t audit_writer_dropped(struct audit_writer *w);
+/* Messages the collector refused (malformed, too large, setting a field
+ * that is the writer's). Not counted in dropped. */
+uint64_t audit_writer_rejected(struct audit_writer *w);
 
 /* Drains the queue, writes a final checkpoint, stops threads, frees. */
 void audit_writer_close(struct audit_writer *w);
@@ -114,6 +117,7 @@ struct audit_verify_result {
 	uint64_t unsigned_tail;		/* records after the last checkpoint */
 	bool ok;			/* whole chain verified */
 	bool signatures_checked;	/* a public key was given */
+	bool head_checked;		/* a head was given and matched */
 	uint64_t bad_line;		/* 1-based line of the first problem, 0 if ok */
 	uint64_t bad_seq;		/* its seq when readable */
 	char reason[256];		/* what is wrong, in English */
