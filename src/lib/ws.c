@@ -482,21 +482,81 @@ ws_ping_cb(evutil_socket_t fd, short what, void *arg)
 		ws_flush(ws);
 }
 
-int
-ws_accept(struct ws_conn **out, struct http_request *req,
-    const struct ws_opts *opts, const struct ws_callbacks *cb, void *arg)
+/* Allocates a connection that is not yet attached to a socket (so that an
+ * allocation failure can still be answered over HTTP). Caller frees with
+ * ws_free() or hands it to ws_start(). */
+static int
+ws_new(struct ws_conn **out, struct event_base *base, const struct ws_opts *o,
+    const struct ws_callbacks *cb, void *arg)
 {
 	static const struct wslay_event_callbacks wcb = {
 		.recv_callback = ws_recv_cb,
 		.send_callback = ws_send_cb,
 		.on_msg_recv_callback = ws_msg_cb,
 	};
+	struct ws_conn *ws;
+
+	if ((ws = calloc(1, sizeof(*ws))) == NULL)
+		return MOAT_ERR_NOMEM;
+	ws->cb = *cb;
+	ws->arg = arg;
+	ws->max_queued = o->max_queued;
+	ws->ping_ms = o->ping_interval_ms;
+	ws->alive = true;
+	ws->base = base;
+	if (wslay_event_context_server_init(&ws->ctx, &wcb, ws) != 0 ||
+	    (ws->defer_ev = event_new(base, -1, 0, ws_defer_cb, ws)) == NULL ||
+	    (ws->close_ev = evtimer_new(base, ws_close_timeout_cb,
+	    ws)) == NULL ||
+	    (ws->ping_ms != 0 && (ws->ping_ev = event_new(base, -1,
+	    EV_PERSIST, ws_ping_cb, ws)) == NULL)) {
+		ws_free(ws);
+		return MOAT_ERR_NOMEM;
+	}
+	wslay_event_config_set_max_recv_msg_length(ws->ctx, o->max_message);
+	*out = ws;
+	return 0;
+}
+
+/* Attaches ws to bev (taken over: freed with ws, or here on failure),
+ * writes head (the 101 answer) and starts reading. On failure ws is freed
+ * too, without on_close. */
+static int
+ws_start(struct ws_conn *ws, struct bufferevent *bev, const char *head)
+{
+	ws->bev = bev;
+	if (bufferevent_write(bev, head, strlen(head)) != 0)
+		goto fail;
+	bufferevent_setcb(bev, ws_read_cb, ws_write_cb, ws_event_cb, ws);
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0)
+		goto fail;
+	if (ws->ping_ev != NULL) {
+		const struct timeval tv = { ws->ping_ms / 1000,
+		    (ws->ping_ms % 1000) * 1000 };
+		if (event_add(ws->ping_ev, &tv) != 0)
+			goto fail;
+	}
+	/* Frames that came with the request are handled after we return,
+	 * so that the caller has its pointer before any callback. */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		event_active(ws->defer_ev, EV_READ, 0);
+	return 0;
+fail:
+	ws_free(ws);
+	return MOAT_ERR_IO;
+}
+
+int
+ws_accept(struct ws_conn **out, struct http_request *req,
+    const struct ws_opts *opts, const struct ws_callbacks *cb, void *arg)
+{
 	struct ws_opts o;
 	struct ws_conn *ws = NULL;
-	struct evbuffer *resp = NULL;
+	struct bufferevent *bev;
 	const char *why = NULL, *proto = NULL;
-	char accept[29];
-	int r;
+	char accept[29], head[512];
+	int r, n;
 
 	if (out == NULL || req == NULL || cb == NULL)
 		return MOAT_ERR_INVAL;
@@ -520,73 +580,35 @@ ws_accept(struct ws_conn **out, struct http_request *req,
 		    r == MOAT_ERR_PERM ? "forbidden" : "bad_request", why);
 		return r;
 	}
-	if ((r = ws_accept_key(http_req_header(req, "Sec-WebSocket-Key"),
-	    accept)) != 0) {
-		http_respond_error(req, 500, "internal", "cannot compute key");
-		return r;
-	}
 	if (o.subprotocol != NULL &&
 	    ws_has_token(http_req_header(req, "Sec-WebSocket-Protocol"),
 	    o.subprotocol))
 		proto = o.subprotocol;
-
-	r = MOAT_ERR_NOMEM;
-	if ((ws = calloc(1, sizeof(*ws))) == NULL ||
-	    (resp = evbuffer_new()) == NULL) {
-		http_respond_error(req, 503, "unavailable", "out of memory");
-		goto out;
-	}
-	ws->cb = *cb;
-	ws->arg = arg;
-	ws->max_queued = o.max_queued;
-	ws->ping_ms = o.ping_interval_ms;
-	ws->alive = true;
-	ws->base = http_req_base(req);
-	if (wslay_event_context_server_init(&ws->ctx, &wcb, ws) != 0 ||
-	    (ws->defer_ev = event_new(ws->base, -1, 0, ws_defer_cb,
-	    ws)) == NULL ||
-	    (ws->close_ev = evtimer_new(ws->base, ws_close_timeout_cb,
-	    ws)) == NULL ||
-	    (ws->ping_ms != 0 && (ws->ping_ev = event_new(ws->base, -1,
-	    EV_PERSIST, ws_ping_cb, ws)) == NULL) ||
-	    evbuffer_add_printf(resp, "HTTP/1.1 101 Switching Protocols\r\n"
+	if ((r = ws_accept_key(http_req_header(req, "Sec-WebSocket-Key"),
+	    accept)) != 0 ||
+	    (n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n", accept,
 	    proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
-	    proto ? "\r\n" : "") < 0) {
+	    proto ? "\r\n" : "")) < 0 || (size_t)n >= sizeof(head)) {
+		http_respond_error(req, 500, "internal",
+		    "cannot build the upgrade answer");
+		return r != 0 ? r : MOAT_ERR_INVAL;
+	}
+	if ((r = ws_new(&ws, http_req_base(req), &o, cb, arg)) != 0) {
 		http_respond_error(req, 503, "unavailable", "out of memory");
-		goto out;
+		return r;
 	}
-	wslay_event_config_set_max_recv_msg_length(ws->ctx, o.max_message);
-
 	/* From here on req is gone, whatever happens. */
-	if ((ws->bev = http_req_take_conn(req)) == NULL) {
-		r = MOAT_ERR_CLOSED;
-		goto out;
+	if ((bev = http_req_take_conn(req)) == NULL) {
+		ws_free(ws);
+		return MOAT_ERR_CLOSED;
 	}
-	if (bufferevent_write_buffer(ws->bev, resp) != 0)
-		goto out;
-	bufferevent_setcb(ws->bev, ws_read_cb, ws_write_cb, ws_event_cb, ws);
-	bufferevent_setwatermark(ws->bev, EV_WRITE, 0, 0);
-	if (bufferevent_enable(ws->bev, EV_READ | EV_WRITE) != 0)
-		goto out;
-	if (ws->ping_ev != NULL) {
-		const struct timeval tv = { ws->ping_ms / 1000,
-		    (ws->ping_ms % 1000) * 1000 };
-		if (event_add(ws->ping_ev, &tv) != 0)
-			goto out;
-	}
-	/* Frames that came with the request are handled after we return,
-	 * so that the caller has *out before any callback. */
-	if (evbuffer_get_length(bufferevent_get_input(ws->bev)) > 0)
-		event_active(ws->defer_ev, EV_READ, 0);
+	if ((r = ws_start(ws, bev, head)) != 0)
+		return r;
 	*out = ws;
-	ws = NULL;
-	r = 0;
-out:
-	evbuffer_free(resp);
-	ws_free(ws);
-	return r;
+	return 0;
 }
 
 int
