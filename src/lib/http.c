@@ -144,6 +144,50 @@ addr_format(const struct sockaddr_storage *ss, char *out, size_t outlen)
 		snprintf(out, outlen, "unknown");
 }
 
+/* Parses "1.2.3.4:80" or "[::1]:80" (port 0..65535; 0: any). libevent's
+ * evutil_parse_sockaddr_port refuses port 0, which tests need. */
+static int
+addr_parse(const char *s, struct sockaddr_storage *ss, int *len)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon, *h = s;
+	size_t hl;
+	char *end;
+	long port;
+
+	if ((colon = strrchr(s, ':')) == NULL)
+		return MOAT_ERR_INVAL;
+	hl = (size_t)(colon - s);
+	if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+		h = s + 1;
+		hl -= 2;
+	} else if (memchr(s, ':', hl) != NULL) {
+		return MOAT_ERR_INVAL;	/* IPv6 needs brackets */
+	}
+	if (hl == 0 || hl >= sizeof(host) || colon[1] < '0' || colon[1] > '9')
+		return MOAT_ERR_INVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || port < 0 || port > 65535)
+		return MOAT_ERR_INVAL;
+	memset(ss, 0, sizeof(*ss));
+	if (h == s && inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		ss->ss_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+		*len = (int)sizeof(struct sockaddr_in);
+	} else if (h != s && inet_pton(AF_INET6, host,
+	    &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		ss->ss_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+		*len = (int)sizeof(struct sockaddr_in6);
+	} else {
+		return MOAT_ERR_INVAL;
+	}
+	return 0;
+}
+
 static int
 cidr_parse(const char *s, struct http_cidr *out)
 {
@@ -853,7 +897,7 @@ http_server_listen(struct http_server *srv, struct event_base *base,
 	if (srv == NULL || base == NULL || opts == NULL || opts->addr == NULL)
 		goto out;
 	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(opts->addr, (struct sockaddr *)&ss, &len) != 0) {
+	if (addr_parse(opts->addr, &ss, &len) != 0) {
 		log_error("http", "invalid listen address", LF_STR("addr", opts->addr));
 		goto out;
 	}
@@ -1026,6 +1070,8 @@ struct hbuf {
 static void
 hb_add(struct hbuf *h, const void *s, size_t n)
 {
+	if (n == 0)
+		return;
 	if (h->over || n > h->cap - h->len) {
 		h->over = true;
 		return;

@@ -52,7 +52,7 @@ struct http_rnode {
 	struct http_rnode *exact;	/* literal children */
 	struct http_rnode *param;	/* the "{name}" child */
 	struct http_endpoint *eps;	/* patterns ending here */
-	struct http_endpoint *wild;	/* patterns ending here with "/*" */
+	struct http_endpoint *wild;	/* patterns ending here in a "*" segment */
 };
 
 struct http_cidr {
@@ -104,6 +104,8 @@ struct http_server {
 struct http_scan {
 	int state;
 	size_t line_len;		/* request line bytes so far */
+	unsigned spaces;		/* separators seen in the request line */
+	bool after_space;
 	size_t hdr_bytes;		/* header section bytes so far */
 	size_t nhdrs;
 };

@@ -79,10 +79,18 @@ http__scan(struct http_scan *s, const struct http_limits *lim,
 				st = SC_LINE_CR;
 				break;
 			}
-			if (c <= 0x20 && c != ' ')
+			if (c == ' ') {
+				/* method SP target SP version: exactly two
+				 * single separators. */
+				if (s->line_len == 0 || s->after_space ||
+				    ++s->spaces > 2)
+					goto bad;
+				s->after_space = true;
+			} else if (c < 0x20 || c >= 0x7f) {
 				goto bad;
-			if (c >= 0x7f)
-				goto bad;
+			} else {
+				s->after_space = false;
+			}
 			if (++s->line_len > lim->max_request_line) {
 				*used = i;
 				s->state = st;
@@ -90,7 +98,7 @@ http__scan(struct http_scan *s, const struct http_limits *lim,
 			}
 			break;
 		case SC_LINE_CR:
-			if (c != '\n' || s->line_len == 0)
+			if (c != '\n' || s->spaces != 2 || s->after_space)
 				goto bad;
 			st = SC_LSTART;
 			break;

@@ -3,7 +3,7 @@
  *
  * Patterns are kept in a trie of path segments. A lookup walks it depth
  * first, trying at each level the literal child, then the "{param}" child,
- * then a "/*" ending, so the most specific pattern wins and the first
+ * then a final "*" segment, so the most specific pattern wins and the first
  * complete match is the answer; backtracking only happens among the few
  * registered patterns. The request path is checked on the way: malformed
  * percent escapes, an escaped NUL, and "." or ".." segments (also when
@@ -147,6 +147,7 @@ http__route_add(struct http_server *srv, const char *method,
 	for (p = pattern + 1;; p = q + 1) {
 		size_t n;
 
+		r = MOAT_ERR_INVAL;
 		q = strchr(p, '/');
 		n = q != NULL ? (size_t)(q - p) : strlen(p);
 		if (n == 1 && p[0] == '*') {
