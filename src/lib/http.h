@@ -87,9 +87,13 @@ int http_server_new(struct http_server **out, const struct http_limits *limits)
 
 /* Adds a route. method is "GET", "POST", ... or "*"; pattern is an absolute
  * path whose segments may be "{name}" (one segment, read back with
- * http_req_param) or end in "/*" (any rest). Exact segments win over
- * parameters; a path that matches a pattern with another method gets 405.
- * MOAT_ERR_EXISTS for a duplicate. Routes must be added before listening. */
+ * http_req_param) or end in a "*" segment (any rest, at least one
+ * segment). Exact segments win over parameters, which win over "*". A path
+ * that matches a pattern only with another method gets 405 and an Allow
+ * header; HEAD falls back to a GET route. The pattern "*" alone receives
+ * requests whose target is not in origin form (CONNECT, absolute URLs);
+ * without such a route they get 400. MOAT_ERR_EXISTS for a duplicate.
+ * Routes must be added before listening (MOAT_ERR_INVAL after). */
 int http_server_route(struct http_server *srv, const char *method,
     const char *pattern, http_handler_fn fn, void *arg) MOAT_MUST_CHECK;
 

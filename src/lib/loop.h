@@ -54,7 +54,9 @@ void loop_group_free(struct loop_group *g);
 int workpool_new(struct workpool **out, int nthreads, size_t max_queue)
     MOAT_MUST_CHECK;
 
-/* Queues work(arg) on a worker; then done(arg) runs on reply_base's thread.
+/* Queues work(arg) on a worker; then done(arg) runs on reply_base's thread
+ * (done may be NULL). Until then the job holds a pending event on
+ * reply_base, so a draining loop waits for it.
  * Returns MOAT_ERR_AGAIN without queuing when the queue is full, so callers
  * can answer "busy" instead of piling up work. */
 int workpool_submit(struct workpool *p, struct event_base *reply_base,
@@ -65,7 +67,9 @@ int workpool_submit(struct workpool *p, struct event_base *reply_base,
 size_t workpool_queued(struct workpool *p);
 
 /* Finishes running jobs, drops queued ones (their done is not called),
- * joins threads and frees (NULL is fine). */
+ * joins threads and frees (NULL is fine). Call it once the reply bases no
+ * longer run (after loop_group_run() returned) and before they are freed:
+ * completions still pending are dropped with the queued jobs. */
 void workpool_free(struct workpool *p);
 
 #endif
