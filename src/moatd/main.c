@@ -1,12 +1,50 @@
 /*
- * main.c - moatd, the moat control plane: command dispatch.
+ * main.c - moatd, the moat control plane: subcommand dispatch.
+ *
+ *   moatd init DIR [--force]        create a development data directory
+ *   moatd [serve] --data-dir DIR    run the control plane
+ *
+ * Each subcommand lives in its own module; main only chooses one.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "secrets/init.h"
+#include "server/serve.h"
+
+#ifndef MOAT_VERSION
+#define MOAT_VERSION "0.1.0-dev"
+#endif
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: moatd init DIR [--force]\n"
+	    "       moatd [serve] --data-dir DIR [options]   (moatd serve --help)\n"
+	    "       moatd --version\n");
+}
+
 int
 main(int argc, char **argv)
 {
-	fprintf(stderr, "usage: moatd init DIR | moatd --data-dir DIR\n");
-	return argc > 1 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+	if (argc >= 2 && strcmp(argv[1], "init") == 0)
+		return moatd_init_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+		return moatd_serve_main(argc - 2, argv + 2);
+	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 ||
+	    strcmp(argv[1], "version") == 0)) {
+		printf("moatd %s\n", MOAT_VERSION);
+		return 0;
+	}
+	if (argc >= 2 && (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc >= 2 && argv[1][0] != '-') {
+		fprintf(stderr, "moatd: unknown command \"%s\"\n", argv[1]);
+		usage(stderr);
+		return 2;
+	}
+	return moatd_serve_main(argc - 1, argv + 1);
 }
