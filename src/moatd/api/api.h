@@ -1,0 +1,99 @@
+/*
+ * api.h - the Core API framework: routes with permissions, authentication,
+ * strict JSON bodies, audit of writes and denials, handlers on workers.
+ *
+ * A route is declared once in a table with its method, pattern, the one
+ * permission it needs (rbac.h), the fields its JSON body may have, and its
+ * handler. api_register() refuses a table entry without a permission
+ * (PERM_NONE) and a PERM_PUBLIC entry that is not in rbac_public_routes.
+ *
+ * For every request, on the loop thread: the body is parsed strictly
+ * (json.h; 400 with the field named). Then on a worker thread: the caller
+ * is authenticated (identity_authenticate; 401), the permission checked
+ * (403 + audit event "access.denied"), and the handler runs; it may block
+ * (store). Back on the loop thread the response is sent. Routes marked
+ * heavy (password hashing) run on the hasher pool instead; when its queue
+ * is full the answer is 429 with Retry-After.
+ *
+ * Every write (POST, PUT, PATCH, DELETE) that reaches its handler produces
+ * one audit event: type from the route (e.g. "user.create"), outcome
+ * "success" when the status is 2xx and "failure" otherwise, the actor
+ * (user, roles, client address) and the target the handler names.
+ */
+#ifndef MOATD_API_H
+#define MOATD_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "errors.h"
+#include "http.h"
+#include "identity/identity.h"
+#include "json.h"
+#include "rbac/rbac.h"
+
+struct app;
+
+#define API_MAX_BODY (64 * 1024)
+#define API_MAX_PARAMS 4
+#define API_MAX_HEADERS 4
+
+/* One call as a handler sees it (on a worker thread). */
+struct api_call {
+	struct app *app;
+	const char *method;		/* borrowed, valid for the call */
+	const char *path;
+	const char *query;		/* raw query string, "" if none */
+	const char *client_addr;
+	const char *user_agent;		/* may be NULL */
+	const char *param_names[API_MAX_PARAMS];
+	char *param_values[API_MAX_PARAMS];
+	json_t *body;			/* validated object, or NULL (no body) */
+	const struct principal *who;	/* NULL on public routes */
+
+	/* Outputs, set by the handler. */
+	int status;			/* default 200 */
+	json_t *resp;			/* owned by the call; NULL: empty body */
+	const char *err_code;		/* with status >= 400 */
+	char err_message[256];
+	json_t *audit_target;		/* owned; what the write acted on */
+	json_t *audit_details;		/* owned; extra audit fields (no secrets) */
+	char *resp_headers[API_MAX_HEADERS][2];	/* owned name/value pairs */
+};
+
+typedef void (*api_handler_fn)(struct api_call *c);
+
+struct api_route {
+	const char *method;
+	const char *pattern;		/* http.h route pattern */
+	enum perm perm;
+	api_handler_fn fn;
+	const struct json_field *fields; /* NULL: no body accepted */
+	size_t nfields;
+	const char *audit_type;		/* writes: "user.create"; NULL for reads */
+	bool heavy;			/* runs on the hasher pool */
+	const char *summary;		/* one line, for the OpenAPI document */
+};
+
+/* Registers routes on srv. MOAT_ERR_INVAL (logged, naming the route) for a
+ * route without a permission or a public route not on the public list. */
+int api_register(struct app *app, struct http_server *srv,
+    const struct api_route *routes, size_t n) MOAT_MUST_CHECK;
+
+/* Helpers for handlers. */
+const char *api_param(const struct api_call *c, const char *name);
+void api_error(struct api_call *c, int status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Sets status and takes ownership of resp. */
+void api_reply(struct api_call *c, int status, json_t *resp);
+int api_add_header(struct api_call *c, const char *name, const char *value)
+    MOAT_MUST_CHECK;
+
+/* Every route of the Core API, for registration and the permission-matrix
+ * test (api/routes.c). */
+extern const struct api_route api_routes[];
+extern const size_t api_nroutes;
+
+#endif
