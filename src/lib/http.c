@@ -1361,8 +1361,9 @@ http__set_client(struct http_request *req)
 	if (!req->xff_trusted)
 		return 0;
 	for (size_t i = 0; i < req->nhdrs; i++)
-		if (strcasecmp(req->hdrs[i].name, "x-forwarded-for") == 0)
-			v = req->hdrs[i].value;
+		if (strcasecmp(http__hdr_name(req, &req->hdrs[i]),
+		    "x-forwarded-for") == 0)
+			v = http__hdr_value(req, &req->hdrs[i]);
 	if (v == NULL)
 		return 0;
 	/* The ingress appends the address it saw: the last entry. */
@@ -1419,8 +1420,8 @@ const char *
 http_req_header(const struct http_request *req, const char *name)
 {
 	for (size_t i = 0; i < req->nhdrs; i++)
-		if (strcasecmp(req->hdrs[i].name, name) == 0)
-			return req->hdrs[i].value;
+		if (strcasecmp(http__hdr_name(req, &req->hdrs[i]), name) == 0)
+			return http__hdr_value(req, &req->hdrs[i]);
 	return NULL;
 }
 

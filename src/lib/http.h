@@ -82,6 +82,7 @@ typedef void (*http_handler_fn)(struct http_request *req, void *arg);
 typedef void (*http_observer_fn)(const struct http_request *req,
     const char *route, int status, uint64_t duration_ns, void *arg);
 
+/* limits NULL: the defaults; a zero field also means its default. */
 int http_server_new(struct http_server **out, const struct http_limits *limits)
     MOAT_MUST_CHECK;
 

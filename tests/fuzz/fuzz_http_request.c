@@ -28,8 +28,9 @@ fz_echo(struct http_request *req, void *arg)
 	(void)http_req_query(req);
 	(void)http_req_client_addr(req);
 	(void)http_req_tls_peer_name(req);
-	if (h != NULL && http_resp_header(req, "X-Echo", h) != 0)
-		(void)http_resp_header(req, "X-Echo", "invalid");
+	if (h != NULL && http_resp_header(req, "X-Echo", h) != 0 &&
+	    http_resp_header(req, "X-Echo", "invalid") != 0)
+		abort();
 	http_respond(req, 200, "application/octet-stream", b, len);
 }
 
