@@ -165,7 +165,8 @@ void http_respond_error(struct http_request *req, int status,
  * returns its bufferevent (plain or TLS; caller owns and frees it) with any
  * bytes the client sent after the request head still in its input buffer,
  * and frees the request. The caller writes the response (101, 200) itself.
- * Callbacks and timeouts of the bufferevent are cleared. */
+ * Callbacks, timeouts and watermarks of the bufferevent are cleared. NULL
+ * (and the request freed) when the client already went away. */
 struct bufferevent *http_req_take_conn(struct http_request *req);
 
 /* Reason phrase for a status code ("Not Found"). */
