@@ -450,7 +450,7 @@ sshkey_parse(const char *line, size_t len, struct sshkey_info *info,
 {
 	static const char certsfx[] = "-cert-v01@openssh.com";
 	const struct sshkey_type *t = NULL;
-	unsigned char md[EVP_MAX_MD_SIZE], enc[4 * EVP_MAX_MD_SIZE / 3 + 4];
+	unsigned char md[EVP_MAX_MD_SIZE], enc[48];	/* base64 of 32 bytes */
 	const char *p, *end, *tok, *b64;
 	size_t tn, bn, i, blen = 0;
 	unsigned mdlen = 0, bits = 0;
@@ -535,6 +535,10 @@ sshkey_parse(const char *line, size_t len, struct sshkey_info *info,
 	if ((r = check_blob(t, blob, blen, &bits, err, errlen)) != 0)
 		goto out;
 	if (EVP_Digest(blob, blen, md, &mdlen, EVP_sha256(), NULL) != 1) {
+		r = MOAT_ERR_CRYPTO;
+		goto out;
+	}
+	if (mdlen != 32) {
 		r = MOAT_ERR_CRYPTO;
 		goto out;
 	}
