@@ -104,4 +104,14 @@ int store_transaction(struct store *st, store_txn_fn fn, void *arg)
 /* The schema version the database is at (after migrations). */
 int store_schema_version(struct store *st);
 
+/* Writes a fresh random document id (32 lowercase hex characters and a
+ * NUL; outlen >= STORE_ID_GEN_LEN) into out, for callers that need the id
+ * before the insert, e.g. to seal a value bound to its record. */
+#define STORE_ID_GEN_LEN 33
+int store_new_id(char *out, size_t outlen) MOAT_MUST_CHECK;
+
+/* True when id is acceptable as a document id: 1..128 bytes of printable
+ * ASCII other than space and '/' (0x21..0x7e without 0x2f). */
+bool store_valid_id(const char *id);
+
 #endif
