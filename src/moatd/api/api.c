@@ -21,8 +21,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <openssl/rand.h>
-
 #include "app.h"
 #include "audit.h"
 #include "errors.h"
@@ -94,7 +92,6 @@ api_free(struct app *app)
 	}
 	free(st->audit_path);
 	free(st->openapi);
-	free(st->dummy_hash);
 	pthread_mutex_destroy(&st->mu);
 	free(st);
 	app->api = NULL;
@@ -483,24 +480,6 @@ api__rfc3339(int64_t t, char out[32])
 	if (gmtime_r(&tt, &tm) == NULL ||
 	    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		snprintf(out, 32, "1970-01-01T00:00:00Z");
-}
-
-int
-api__random_hex(char *out, size_t outlen, size_t nbytes)
-{
-	static const char hex[] = "0123456789abcdef";
-	uint8_t b[64];
-
-	if (nbytes > sizeof(b) || outlen < nbytes * 2 + 1)
-		return MOAT_ERR_INVAL;
-	if (RAND_bytes(b, (int)nbytes) != 1)
-		return MOAT_ERR_CRYPTO;
-	for (size_t i = 0; i < nbytes; i++) {
-		out[2 * i] = hex[b[i] >> 4];
-		out[2 * i + 1] = hex[b[i] & 15];
-	}
-	out[nbytes * 2] = '\0';
-	return 0;
 }
 
 /* --- the request path --- */

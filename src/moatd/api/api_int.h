@@ -42,7 +42,6 @@ struct api_state {
 	pthread_mutex_t mu;		/* guards openapi */
 	char *openapi;			/* the document as JSON text */
 	size_t openapi_len;
-	char *dummy_hash;		/* argon2id of nothing: equal-time logins */
 };
 
 /* The embedded docs/api/openapi.yaml (generated at build time). */
@@ -83,10 +82,8 @@ void api__target(struct api_call *c, const char *type, const char *key,
 /* Unix seconds as RFC 3339 UTC ("2026-12-03T16:02:25Z") into out[32]. */
 void api__rfc3339(int64_t t, char out[32]);
 
-/* Random lower-case hex id of 2 * nbytes characters into out. */
-int api__random_hex(char *out, size_t outlen, size_t nbytes) MOAT_MUST_CHECK;
-
-/* Looks a user up by name: 0 and *out, or an error (MOAT_ERR_NOTFOUND). */
+/* Looks a user up by name (the stored document, with its hash: never
+ * send it): 0 and *out, or an error (MOAT_ERR_NOTFOUND). */
 int api__user_by_name(struct app *app, const char *username, json_t **out)
     MOAT_MUST_CHECK;
 /* The user's roles in org (0 when no membership), and the membership
@@ -101,11 +98,6 @@ int api__set_roles(struct api_call *c, const char *org, const char *username);
 /* Display names of tokens and SSH keys (h_tokens.c): 0 or MOAT_ERR_INVAL
  * with the rule in err. */
 int api__check_label(const char *s, char *err, size_t errlen);
-
-/* --- store collections the API's own entities use (identity.c has its
- * own); serve_api.c passes both lists to store_open(). --- */
-extern const struct store_collection api_collections[];
-extern const size_t api_ncollections;
 
 /* --- handlers (h_*.c) --- */
 void h_auth_login(struct api_call *c);

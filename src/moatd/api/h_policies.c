@@ -110,6 +110,10 @@ h_policies_get(struct api_call *c)
 	json_t *doc = NULL;
 	int r;
 
+	if (!store_valid_id(name)) {
+		api__fail(c, MOAT_ERR_NOTFOUND, "policy");
+		return;
+	}
 	if ((r = store_get(c->app->store, POLICIES, name, &doc)) != 0) {
 		api__fail(c, r, "policy");
 		return;

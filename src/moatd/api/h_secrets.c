@@ -6,7 +6,7 @@
  * record ("secrets", id, "value"), and kept as doc.sealed.value; the
  * plaintext is wiped from the request once sealed. Listing shows names,
  * the optional environment variable name and times. Document: {"id",
- * "user_id", "name", "owner_name" (user_id "/" name, unique), "env"?,
+ * "user_id", "name", "user_name" (user_id "/" name, unique), "env"?,
  * "sealed": {"value": "v1...."}}.
  */
 #include <stdio.h>
@@ -17,12 +17,13 @@
 #include "identity/identity.h"
 #include "secrets/envelope.h"
 #include "secrets/keys.h"
+#include "store/schema.h"
 #include "store/store.h"
 
 #include "api/api.h"
 #include "api/api_int.h"
 
-#define SECRETS "secrets"
+#define SECRETS COLL_SECRETS
 
 /* Environment variable names: [A-Za-z_][A-Za-z0-9_]*, at most 128. */
 static bool
@@ -66,7 +67,7 @@ secret_view(const json_t *doc)
 
 /* The name in the path: the name rule of DESIGN.md section 3. */
 static int
-secrets_name(struct api_call *c, const char **name, char *owner_name,
+secrets_name(struct api_call *c, const char **name, char *user_name,
     size_t len)
 {
 	char why[160];
@@ -77,7 +78,7 @@ secrets_name(struct api_call *c, const char **name, char *owner_name,
 		api_error(c, 400, "invalid_request", "name: %s", why);
 		return MOAT_ERR_INVAL;
 	}
-	snprintf(owner_name, len, "%s/%s", c->who->user_id, *name);
+	snprintf(user_name, len, "%s/%s", c->who->user_id, *name);
 	return 0;
 }
 
@@ -86,7 +87,7 @@ h_secrets_put(struct api_call *c)
 {
 	const char *name, *value = json_get_str(c->body, "value");
 	const char *env = json_get_str(c->body, "env");
-	char owner_name[160], idbuf[33];
+	char user_name[160], idbuf[STORE_ID_GEN_LEN];
 	const char *id;
 	struct keyset *ks = NULL;
 	json_t *doc = NULL;
@@ -94,14 +95,14 @@ h_secrets_put(struct api_call *c)
 	bool created = false;
 	int r;
 
-	if (secrets_name(c, &name, owner_name, sizeof(owner_name)) != 0)
+	if (secrets_name(c, &name, user_name, sizeof(user_name)) != 0)
 		goto out;
-	r = store_find_one(c->app->store, SECRETS, "owner_name", owner_name, &doc);
+	r = store_find_one(c->app->store, SECRETS, "user_name", user_name, &doc);
 	if (r == MOAT_ERR_NOTFOUND) {
-		if ((r = api__random_hex(idbuf, sizeof(idbuf), 16)) != 0 ||
+		if ((r = store_new_id(idbuf, sizeof(idbuf))) != 0 ||
 		    (doc = json_pack("{s:s,s:s,s:s,s:s}", "id", idbuf,
-		    "user_id", c->who->user_id, "name", name, "owner_name",
-		    owner_name)) == NULL) {
+		    "user_id", c->who->user_id, "name", name, "user_name",
+		    user_name)) == NULL) {
 			api__fail(c, r != 0 ? r : MOAT_ERR_NOMEM, "secret");
 			goto out;
 		}
@@ -170,13 +171,13 @@ void
 h_secrets_delete(struct api_call *c)
 {
 	const char *name;
-	char owner_name[160];
+	char user_name[160];
 	json_t *doc = NULL;
 	int r;
 
-	if (secrets_name(c, &name, owner_name, sizeof(owner_name)) != 0)
+	if (secrets_name(c, &name, user_name, sizeof(user_name)) != 0)
 		return;
-	if ((r = store_find_one(c->app->store, SECRETS, "owner_name", owner_name,
+	if ((r = store_find_one(c->app->store, SECRETS, "user_name", user_name,
 	    &doc)) != 0) {
 		api__fail(c, r, "secret");
 		return;

@@ -1,13 +1,13 @@
 /*
  * h_sshkeys.c - the caller's SSH public keys, which identify them at the
- * SSH gateway (collection "ssh_keys").
+ * SSH gateway (collection COLL_SSH_KEYS).
  *
  * A key is parsed and vetted by sshkey.c (no DSA, no RSA under 2048 bits,
  * no certificates or options) and stored in canonical form with its
  * SHA-256 fingerprint. A fingerprint is unique across all users: one key
- * names one user. Document: {"id", "user_id", "name", "owner_name"
- * (user_id "/" name, unique), "type", "bits", "fingerprint",
- * "public_key", "comment"}.
+ * names one user; a name is unique among one user's keys. Document: {"id",
+ * "user_id", "name", "type", "bits", "fingerprint", "public_key",
+ * "comment"}.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 
 #include "app.h"
 #include "identity/sshkey.h"
+#include "store/schema.h"
 #include "store/store.h"
 
 #include "api/api.h"
@@ -45,11 +46,7 @@ v_sshkey_create(const json_t *body, char *err, size_t errlen)
 static json_t *
 sshkey_view(const json_t *doc)
 {
-	json_t *v = api__public(doc);
-
-	if (v != NULL)
-		json_object_del(v, "owner_name");
-	return v;
+	return api__public(doc);
 }
 
 void
@@ -58,8 +55,9 @@ h_sshkeys_create(struct api_call *c)
 	const char *name = json_get_str(c->body, "name");
 	const char *line = json_get_str(c->body, "public_key");
 	struct sshkey_info info;
-	char why[160] = "", id[33], owner_name[160];
-	json_t *doc = NULL, *other = NULL;
+	char why[160] = "", id[STORE_ID_GEN_LEN];
+	json_t *doc = NULL, *other = NULL, *mine = NULL, *k;
+	size_t i;
 	int r;
 
 	memset(&info, 0, sizeof(info));
@@ -70,7 +68,7 @@ h_sshkeys_create(struct api_call *c)
 	}
 	c->audit_details = json_pack("{s:s,s:s,s:i}", "fingerprint",
 	    info.fingerprint, "type", info.type, "bits", (int)info.bits);
-	r = store_find_one(c->app->store, "ssh_keys", "fingerprint",
+	r = store_find_one(c->app->store, COLL_SSH_KEYS, "fingerprint",
 	    info.fingerprint, &other);
 	json_decref(other);
 	if (r == 0) {
@@ -80,24 +78,36 @@ h_sshkeys_create(struct api_call *c)
 		api__fail(c, r, "SSH key");
 		goto out;
 	}
-	snprintf(owner_name, sizeof(owner_name), "%s/%s", c->who->user_id, name);
-	if ((r = api__random_hex(id, sizeof(id), 16)) != 0) {
+	if ((r = store_list(c->app->store, COLL_SSH_KEYS, "user_id",
+	    c->who->user_id, NULL, 0, &mine)) != 0) {
+		api__fail(c, r, "SSH keys");
+		goto out;
+	}
+	json_array_foreach(mine, i, k) {
+		const char *n = json_get_str(k, "name");
+
+		if (n != NULL && strcmp(n, name) == 0) {
+			api_error(c, 409, "exists",
+			    "you already have a key with that name");
+			goto out;
+		}
+	}
+	if ((r = store_new_id(id, sizeof(id))) != 0) {
 		api__fail(c, r, "SSH key id");
 		goto out;
 	}
-	doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s}", "id", id,
-	    "user_id", c->who->user_id, "name", name, "owner_name", owner_name,
-	    "type", info.type, "bits", (int)info.bits, "fingerprint",
+	doc = json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s}", "id", id,
+	    "user_id", c->who->user_id, "name", name, "type", info.type, "bits", (int)info.bits, "fingerprint",
 	    info.fingerprint, "public_key", info.canonical, "comment",
 	    info.comment);
 	if (doc == NULL) {
 		api__fail(c, MOAT_ERR_NOMEM, "SSH key");
 		goto out;
 	}
-	if ((r = store_insert(c->app->store, "ssh_keys", doc)) != 0) {
+	if ((r = store_insert(c->app->store, COLL_SSH_KEYS, doc)) != 0) {
 		if (r == MOAT_ERR_EXISTS)
-			api_error(c, 409, "exists", "you already have a key with "
-			    "that name, or the key is already registered");
+			api_error(c, 409, "exists",
+			    "this key is already registered");
 		else
 			api__fail(c, r, "SSH key");
 		goto out;
@@ -106,6 +116,7 @@ h_sshkeys_create(struct api_call *c)
 	api_reply(c, 201, sshkey_view(doc));
 out:
 	free(info.canonical);
+	json_decref(mine);
 	json_decref(doc);
 }
 
@@ -116,7 +127,7 @@ h_sshkeys_list(struct api_call *c)
 	size_t i;
 	int r;
 
-	if ((r = store_list(c->app->store, "ssh_keys", "user_id",
+	if ((r = store_list(c->app->store, COLL_SSH_KEYS, "user_id",
 	    c->who->user_id, NULL, 0, &list)) != 0) {
 		api__fail(c, r, "SSH keys");
 		return;
@@ -129,7 +140,7 @@ h_sshkeys_list(struct api_call *c)
 	json_array_foreach(list, i, k)
 		json_array_append_new(out, sshkey_view(k));
 	json_decref(list);
-	api_reply(c, 200, json_pack("{s:o}", "ssh_keys", out));
+	api_reply(c, 200, json_pack("{s:o}", COLL_SSH_KEYS, out));
 }
 
 void
@@ -141,7 +152,11 @@ h_sshkeys_delete(struct api_call *c)
 	int r;
 
 	api__target(c, "ssh_key", "id", kid);
-	if ((r = store_get(c->app->store, "ssh_keys", kid, &doc)) != 0) {
+	if (!store_valid_id(kid)) {
+		api__fail(c, MOAT_ERR_NOTFOUND, "SSH key");
+		return;
+	}
+	if ((r = store_get(c->app->store, COLL_SSH_KEYS, kid, &doc)) != 0) {
 		api__fail(c, r, "SSH key");
 		return;
 	}
@@ -153,7 +168,7 @@ h_sshkeys_delete(struct api_call *c)
 	}
 	c->audit_details = json_pack("{s:s?}", "fingerprint",
 	    json_get_str(doc, "fingerprint"));
-	if ((r = store_delete(c->app->store, "ssh_keys", kid,
+	if ((r = store_delete(c->app->store, COLL_SSH_KEYS, kid,
 	    json_get_int(doc, "rev", -1))) != 0) {
 		api__fail(c, r, "SSH key");
 		goto out;

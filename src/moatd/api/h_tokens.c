@@ -62,29 +62,16 @@ v_token_create(const json_t *body, char *err, size_t errlen)
 	return 0;
 }
 
-static json_t *
-token_view(const json_t *doc)
-{
-	json_t *v = api__public(doc);
-
-	/* Whatever identity.c keeps, only these reach the client. */
-	if (v != NULL) {
-		json_object_del(v, "hash");
-		json_object_del(v, "token");
-		json_object_del(v, "sha256");
-	}
-	return v;
-}
-
-/* The caller's token documents (new array), or NULL with the call answered. */
+/* The caller's tokens as public documents (new array), or NULL with the
+ * call answered. */
 static json_t *
 tokens_of(struct api_call *c)
 {
 	json_t *list = NULL;
 	int r;
 
-	if ((r = store_list(c->app->store, "tokens", "user_id", c->who->user_id,
-	    NULL, 0, &list)) != 0) {
+	if ((r = identity_token_list(c->app->identity, c->who, NULL,
+	    &list)) != 0) {
 		api__fail(c, r, "tokens");
 		return NULL;
 	}
@@ -132,7 +119,7 @@ h_tokens_create(struct api_call *c)
 		api__fail(c, r, "token");
 		return;
 	}
-	if ((v = token_view(doc)) == NULL) {
+	if ((v = json_deep_copy(doc)) == NULL) {
 		api__fail(c, MOAT_ERR_NOMEM, "token");
 		goto out;
 	}
@@ -162,7 +149,7 @@ h_tokens_list(struct api_call *c)
 	json_array_foreach(list, i, t) {
 		if (json_get_bool(t, "revoked", false))
 			continue;
-		json_array_append_new(out, token_view(t));
+		json_array_append(out, t);
 	}
 	json_decref(list);
 	api_reply(c, 200, json_pack("{s:o}", "tokens", out));

@@ -31,80 +31,46 @@ api__user_by_name(struct app *app, const char *username, json_t **out)
 	*out = NULL;
 	if (username == NULL || username[0] == '\0' || strlen(username) > 64)
 		return MOAT_ERR_NOTFOUND;
-	return store_find_one(app->store, "users", "username", username, out);
+	return identity_user_find(app->identity, username, out);
 }
 
 int
 api__membership(struct app *app, const char *user_id, const char *org,
     role_mask *roles, json_t **out)
 {
-	json_t *list = NULL, *m;
-	size_t i;
+	char key[160];
+	json_t *m = NULL, *v;
+	size_t k;
 	int r;
 
 	*roles = 0;
 	if (out != NULL)
 		*out = NULL;
-	if ((r = store_list(app->store, "memberships", "user_id", user_id,
-	    NULL, 0, &list)) != 0)
+	if (snprintf(key, sizeof(key), "%s/%s", user_id, org) >= (int)sizeof(key))
+		return MOAT_ERR_NOTFOUND;
+	r = store_find_one(app->store, "memberships", "user_org", key, &m);
+	if (r == MOAT_ERR_NOTFOUND)
+		return 0;
+	if (r != 0)
 		return r;
-	json_array_foreach(list, i, m) {
-		const char *o = json_get_str(m, "org");
-		const json_t *arr = json_object_get(m, "roles");
-		const json_t *v;
-		size_t k;
+	json_array_foreach(json_object_get(m, "roles"), k, v) {
+		int role = rbac_role_parse(json_string_value(v));
 
-		if (o == NULL || strcmp(o, org) != 0)
-			continue;
-		json_array_foreach(arr, k, v) {
-			int role = rbac_role_parse(json_string_value(v));
-
-			if (role >= 0)
-				*roles |= 1u << role;
-		}
-		if (out != NULL)
-			*out = json_incref(m);
-		break;
+		if (role >= 0)
+			*roles |= 1u << role;
 	}
-	json_decref(list);
+	if (out != NULL)
+		*out = m;
+	else
+		json_decref(m);
 	return 0;
-}
-
-/* Sets user_id's roles in org: updates the membership, creates it, or
- * (no roles) deletes it. */
-static int
-users_set_membership(struct app *app, const char *user_id, const char *org,
-    role_mask roles)
-{
-	json_t *m = NULL;
-	role_mask old;
-	int r;
-
-	if ((r = api__membership(app, user_id, org, &old, &m)) != 0)
-		return r;
-	if (m == NULL) {
-		if (roles == 0)
-			return 0;
-		if ((m = json_pack("{s:s,s:s,s:o}", "user_id", user_id, "org",
-		    org, "roles", api__roles_json(roles))) == NULL)
-			return MOAT_ERR_NOMEM;
-		r = store_insert(app->store, "memberships", m);
-	} else if (roles == 0) {
-		r = store_delete(app->store, "memberships", json_get_str(m, "id"),
-		    json_get_int(m, "rev", -1));
-	} else {
-		json_object_set_new(m, "roles", api__roles_json(roles));
-		r = store_update(app->store, "memberships", m);
-	}
-	json_decref(m);
-	return r;
 }
 
 /* The public view of user with its roles in org. New reference. */
 static json_t *
 users_view(struct app *app, const json_t *user, const char *org)
 {
-	json_t *v = api__public(user);
+	json_t *v = identity_user_public(user);
 	role_mask roles = 0;
 
 	if (v == NULL)
@@ -112,11 +78,11 @@ users_view(struct app *app, const json_t *user, const char *org)
 	if (api__membership(app, json_get_str(user, "id"), org, &roles,
 	    NULL) != 0)
 		roles = 0;
+	json_object_del(v, "rev");
 	json_object_set_new(v, "org", json_string(org));
 	json_object_set_new(v, "roles", api__roles_json(roles));
-	json_object_set_new(v, "totp_enabled", json_boolean(
-	    json_is_object(json_object_get(user, "sealed")) &&
-	    json_object_get(json_object_get(user, "sealed"), "totp_seed") != NULL));
+	json_object_set_new(v, "totp_enabled",
+	    json_boolean(identity_totp_enabled(user)));
 	if (json_object_get(v, "disabled") == NULL)
 		json_object_set_new(v, "disabled", json_false());
 	return v;
@@ -136,17 +102,18 @@ h_me_get(struct api_call *c)
 	json_t *user = NULL, *v;
 	int r;
 
-	if ((r = store_get(c->app->store, "users", c->who->user_id, &user)) != 0) {
+	if ((r = identity_user_get(c->app->identity, c->who->user_id,
+	    &user)) != 0) {
 		api__fail(c, r, "user");
 		return;
 	}
-	v = api__public(user);
+	v = users_view(c->app, user, c->who->org);
 	json_decref(user);
 	if (v == NULL) {
 		api__fail(c, MOAT_ERR_NOMEM, "user");
 		return;
 	}
-	json_object_set_new(v, "org", json_string(c->who->org));
+	/* The roles this credential carries (a token may narrow them). */
 	json_object_set_new(v, "roles", api__roles_json(c->who->roles));
 	json_object_set_new(v, "auth", json_string(
 	    c->who->token_id[0] != '\0' ? "token" : "session"));
@@ -175,7 +142,7 @@ h_me_password(struct api_call *c)
 		api_error(c, 429, "throttled", "too many failed attempts");
 		goto out;
 	}
-	if ((r = store_get(c->app->store, "users", c->who->user_id, &user)) != 0) {
+	if ((r = identity_user_get(id, c->who->user_id, &user)) != 0) {
 		api__fail(c, r, "user");
 		goto out;
 	}
@@ -196,9 +163,11 @@ h_me_password(struct api_call *c)
 		api__fail(c, r, "password hash");
 		goto out;
 	}
-	json_object_set_new(user, "password_hash", json_string(hash));
+	/* Every other session of the user ends; this one goes on. */
+	r = identity_password_set(id, c->who->user_id, hash,
+	    c->who->session_id[0] != '\0' ? c->who->session_id : NULL);
 	explicit_bzero(hash, sizeof(hash));
-	if ((r = store_update(c->app->store, "users", user)) != 0) {
+	if (r != 0) {
 		api__fail(c, r, "user");
 		goto out;
 	}
@@ -247,11 +216,18 @@ h_me_totp_confirm(struct api_call *c)
 	int r;
 
 	api__target(c, "user", "name", c->who->username);
-	if ((r = store_get(c->app->store, "users", c->who->user_id, &user)) != 0) {
+	if ((r = identity_user_get(c->app->identity, c->who->user_id,
+	    &user)) != 0) {
 		api__fail(c, r, "user");
 		return;
 	}
-	r = identity_totp_confirm(c->app->identity, user,
+	if (identity_totp_enabled(user)) {
+		json_decref(user);
+		api_error(c, 409, "conflict", "TOTP is already enabled");
+		return;
+	}
+	/* On a pending enrollment a valid code confirms it. */
+	r = identity_totp_verify(c->app->identity, user,
 	    json_get_str(c->body, "code"));
 	json_decref(user);
 	if (r == MOAT_ERR_PERM || r == MOAT_ERR_CRYPTO) {
@@ -518,8 +494,8 @@ api__set_roles(struct api_call *c, const char *org, const char *username)
 		r = MOAT_ERR_CONFLICT;
 		goto out;
 	}
-	if ((r = users_set_membership(c->app, json_get_str(user, "id"), org,
-	    want)) != 0) {
+	if ((r = identity_user_set_roles(c->app->identity,
+	    json_get_str(user, "id"), org, want)) != 0) {
 		api__fail(c, r, "membership");
 		goto out;
 	}

@@ -185,23 +185,3 @@ const struct api_route api_routes[] = {
 
 const size_t api_nroutes = NF(api_routes);
 
-/* The collections of the API's own entities (identity.c declares users,
- * orgs, memberships, sessions and tokens). */
-static const struct store_index ix_ssh_keys[] = {
-	{ "user_id", false },
-	{ "fingerprint", true },
-	{ "owner_name", true },
-};
-static const struct store_index ix_secrets[] = {
-	{ "user_id", false },
-	{ "owner_name", true },
-};
-
-const struct store_collection api_collections[] = {
-	{ "ssh_keys", ix_ssh_keys, NF(ix_ssh_keys), false },
-	{ "secrets", ix_secrets, NF(ix_secrets), true },
-	{ "settings", NULL, 0, false },
-	{ "policies", NULL, 0, false },
-};
-
-const size_t api_ncollections = NF(api_collections);

@@ -2,7 +2,7 @@
  * serve_api.c - starts the Core API inside `moatd serve` (see serve_api.h).
  *
  * Order: keys (the secrets directory), the store (DATA_DIR/moatd.db, with
- * identity's collections and the API's), identity, the hasher pool, the
+ * moatd's collections, store/schema.h), identity, the hasher pool, the
  * OpenAPI document, the routes; then a timer that checks the secrets
  * directory for a new version (the Kubernetes "..data" swap) on a worker
  * every tls-reload-interval. Freed in the opposite order.
@@ -23,6 +23,7 @@
 #include "log.h"
 #include "loop.h"
 #include "secrets/keys.h"
+#include "store/schema.h"
 #include "store/store.h"
 
 #include "api/api.h"
@@ -35,7 +36,6 @@
 
 struct serve_api {
 	struct app *app;
-	struct store_collection *colls;
 	struct event *keys_timer;
 	bool keys_check_running;	/* loop 0 only */
 	int keys_check_result;		/* written by the worker */
@@ -78,23 +78,16 @@ on_keys_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 static int
-open_store(struct serve_api *sa)
+open_store(struct app *app)
 {
-	struct app *app = sa->app;
 	char uri[PATH_MAX + 16];
-	size_t n = identity_ncollections + api_ncollections;
 	int r;
 
-	if ((sa->colls = calloc(n, sizeof(*sa->colls))) == NULL)
-		return MOAT_ERR_NOMEM;
-	memcpy(sa->colls, identity_collections,
-	    identity_ncollections * sizeof(*sa->colls));
-	memcpy(sa->colls + identity_ncollections, api_collections,
-	    api_ncollections * sizeof(*sa->colls));
 	if (snprintf(uri, sizeof(uri), "sqlite:%s/moatd.db", app->data_dir) >=
 	    (int)sizeof(uri))
 		return MOAT_ERR_TOOBIG;
-	if ((r = store_open(&app->store, uri, sa->colls, n)) != 0)
+	if ((r = store_open(&app->store, uri, moatd_collections,
+	    moatd_ncollections)) != 0)
 		log_error(COMPONENT, "cannot open the store", LF_STR("uri", uri),
 		    LF_STR("error", moat_strerror(r)));
 	return r;
@@ -131,7 +124,7 @@ serve_api_setup(struct app *app, struct http_server *srv,
 		    LF_STR("dir", sdir), LF_STR("error", moat_strerror(r)));
 		goto fail;
 	}
-	if ((r = open_store(sa)) != 0)
+	if ((r = open_store(app)) != 0)
 		goto fail;
 	if ((r = identity_new(&app->identity, app)) != 0) {
 		log_error(COMPONENT, "cannot start identity",
@@ -189,6 +182,5 @@ serve_api_free(struct serve_api *sa)
 	keys_free(app->keys);
 	app->keys = NULL;
 	api_free(app);
-	free(sa->colls);
 	free(sa);
 }
