@@ -334,9 +334,11 @@ identity_password_verify(const char *hash, const char *password)
 		return false;
 	if (hash == NULL) {
 		(void)pthread_once(&dummy_once, dummy_hash_once);
-		if (dummy_hash[0] != '\0')
-			(void)crypto_pwhash_str_verify(dummy_hash, password,
-			    strlen(password));
+		if (dummy_hash[0] != '\0' &&
+		    crypto_pwhash_str_verify(dummy_hash, password,
+		    strlen(password)) == 0)
+			log_warn(IDENTITY_COMPONENT, "a password matched the "
+			    "unknown-user hash");
 		return false;
 	}
 	/* crypto_pwhash_str_verify reads a NUL-terminated string of at most
