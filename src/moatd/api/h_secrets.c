@@ -59,7 +59,7 @@ v_secret_put(const json_t *body, char *err, size_t errlen)
 static json_t *
 secret_view(const json_t *doc)
 {
-	return json_pack("{s:s?,s:s?,s:s?,s:s?}", "name",
+	return json_pack("{s:s?,s:s*,s:s?,s:s?}", "name",
 	    json_get_str(doc, "name"), "env", json_get_str(doc, "env"),
 	    "created_at", json_get_str(doc, "created_at"), "updated_at",
 	    json_get_str(doc, "updated_at"));

@@ -11,6 +11,7 @@
 
 #include "app.h"
 #include "identity/identity.h"
+#include "store/schema.h"
 #include "store/store.h"
 
 #include "api/api.h"
@@ -123,6 +124,7 @@ h_tokens_create(struct api_call *c)
 		api__fail(c, MOAT_ERR_NOMEM, "token");
 		goto out;
 	}
+	json_object_del(v, "rev");
 	json_object_set_new(v, "token", json_string(token));
 	api__target(c, "token", "id", json_get_str(doc, "id"));
 	c->audit_details = json_pack("{s:s}", "name", name);
@@ -159,9 +161,30 @@ void
 h_tokens_delete(struct api_call *c)
 {
 	const char *tid = api_param(c, "id");
+	json_t *doc = NULL;
+	const char *owner;
+	bool revoked;
 	int r;
 
 	api__target(c, "token", "id", tid);
+	/* A token already revoked is gone: 404, as for someone else's. */
+	if (!store_valid_id(tid)) {
+		api__fail(c, MOAT_ERR_NOTFOUND, "token");
+		return;
+	}
+	if ((r = store_get(c->app->store, COLL_TOKENS, tid, &doc)) != 0) {
+		api__fail(c, r, "token");
+		return;
+	}
+	owner = json_get_str(doc, "user_id");
+	revoked = json_get_bool(doc, "revoked", false);
+	if (revoked || owner == NULL || (strcmp(owner, c->who->user_id) != 0 &&
+	    !rbac_allows(c->who->roles, PERM_USERS_WRITE))) {
+		json_decref(doc);
+		api__fail(c, MOAT_ERR_NOTFOUND, "token");
+		return;
+	}
+	json_decref(doc);
 	if ((r = identity_token_revoke(c->app->identity, c->who, tid)) != 0) {
 		/* Someone else's token is "not found" too. */
 		api__fail(c, r == MOAT_ERR_PERM ? MOAT_ERR_NOTFOUND : r, "token");
