@@ -642,6 +642,22 @@ txn_outer(struct store *st, void *arg)
 	return 0;
 }
 
+/* A write that fails inside a transaction whose fn carries on: the
+ * failed write leaves none of its rows (document or index entries). */
+static int
+txn_swallow(struct store *st, void *arg)
+{
+	json_t *doc = J("{\"id\":\"half\",\"name\":\"taken\",\"team\":\"q\"}");
+
+	*(int *)arg = store_insert(st, "people", doc);
+	json_decref(doc);
+	doc = J("{\"id\":\"after\"}");
+	if (store_insert(st, "plain", doc) != 0)
+		*(int *)arg = 1;
+	json_decref(doc);
+	return 0;
+}
+
 static void
 test_transaction(void **state)
 {
@@ -693,6 +709,21 @@ test_transaction(void **state)
 	assert_int_equal(count(f->st, "plain"), 3);
 	assert_int_equal(count(f->st, "people"), 1);
 	assert_int_equal(store_transaction(f->st, NULL, NULL), MOAT_ERR_INVAL);
+
+	{
+		json_t *doc = insert(f->st, "people", "{\"name\":\"taken\"}");
+		int r = 0;
+
+		json_decref(doc);
+		assert_int_equal(store_transaction(f->st, txn_swallow, &r), 0);
+		assert_int_equal(r, MOAT_ERR_EXISTS);
+		assert_int_equal(store_get(f->st, "people", "half", &got),
+		    MOAT_ERR_NOTFOUND);
+		assert_int_equal(raw_int(f->path, "SELECT count(*) FROM idx "
+		    "WHERE id = 'half'"), 0);
+		assert_int_equal(store_get(f->st, "plain", "after", &got), 0);
+		json_decref(got);
+	}
 }
 
 /* ---- migrations ---- */

@@ -266,7 +266,7 @@ step_retry(sqlite3 *db, sqlite3_stmt *s)
 static int
 exec_stmt(struct sq_conn *c, enum sq_stmt which, const char *what)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = NULL;
 	int r, rc;
 
 	if ((r = stmt(c, which, &s)) != 0)
@@ -572,7 +572,7 @@ static int
 insert_idx(struct sq_conn *c, const struct store_collection *coll,
     const char *id, const json_t *doc)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = NULL;
 	char buf[32];
 	const char *v;
 	int r, rc;
@@ -604,7 +604,7 @@ insert_idx(struct sq_conn *c, const struct store_collection *coll,
 static int
 delete_idx(struct sq_conn *c, const char *coll, const char *id)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = NULL;
 	int r, rc;
 
 	if ((r = stmt(c, ST_DEL_IDX, &s)) != 0)
@@ -622,7 +622,7 @@ static int
 current_rev(struct sq_conn *c, const char *coll, const char *id,
     int64_t *rev, char *created, size_t createdlen)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = NULL;
 	const char *ca;
 	int r, rc;
 
@@ -1120,8 +1120,9 @@ reindex(struct sq_conn *conn, const struct store_collection *c)
 		r = sq_fail(db, rc, "reindex");
 		goto out;
 	}
-	log_info(COMPONENT, "collection indexes rebuilt",
-	    LF_STR("collection", c->name), LF_INT("documents", ndocs));
+	if (ndocs > 0)
+		log_info(COMPONENT, "collection indexes rebuilt",
+		    LF_STR("collection", c->name), LF_INT("documents", ndocs));
 	r = 0;
 out:
 	json_decref(doc);
