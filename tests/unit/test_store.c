@@ -455,6 +455,9 @@ test_unique_index(void **state)
 	assert_int_equal(store_insert(f->st, "people", dup), MOAT_ERR_INVAL);
 	json_decref(dup);
 	/* Absent and null index fields are simply not indexed. */
+	dup = json_pack("{ss#}", "name", "a\0b", (size_t)3);
+	assert_int_equal(store_insert(f->st, "people", dup), MOAT_ERR_INVAL);
+	json_decref(dup);
 	dup = J("{\"team\":null}");
 	assert_int_equal(store_insert(f->st, "people", dup), 0);
 	json_decref(dup);
@@ -939,12 +942,26 @@ on_disk(const struct fixture *f, const char *needle)
 	return file_contains(f->path, needle) || file_contains(wal, needle);
 }
 
+static int
+txn_delete_tx(struct store *st, void *arg)
+{
+	json_t *doc = J("{\"n\":1}");
+	int r;
+
+	(void)arg;
+	r = store_delete(st, "vault", "tx", 1);
+	if (r == 0)
+		r = store_insert(st, "plain", doc);
+	json_decref(doc);
+	return r;
+}
+
 static void
 test_secure_delete(void **state)
 {
 	struct fixture *f = *state;
 	const char *m1 = "MARKER-deleted-5f2a9c1e", *m2 = "MARKER-replaced-77c0d4";
-	const char *m3 = "MARKER-plain-0a1b2c";
+	const char *m3 = "MARKER-plain-0a1b2c", *m4 = "MARKER-txn-9e8d7c";
 	json_t *doc;
 	char wal[160];
 
@@ -979,11 +996,12 @@ test_secure_delete(void **state)
 
 	/* Inside a transaction the purge follows the commit. */
 	doc = json_pack("{sssss{ss}}", "id", "tx", "owner", "u", "sealed", "v",
-	    m2);
+	    m4);
 	assert_int_equal(store_insert(f->st, "vault", doc), 0);
 	json_decref(doc);
-	assert_int_equal(store_delete(f->st, "vault", "tx", -1), 0);
-	assert_false(on_disk(f, m2));
+	assert_true(file_contains(f->path, m4));
+	assert_int_equal(store_transaction(f->st, txn_delete_tx, NULL), 0);
+	assert_false(on_disk(f, m4));
 
 	/* Not sensitive: no checkpoint; the old page image may stay in the
 	 * WAL until SQLite's own checkpoint. Shown, not asserted. */
@@ -999,6 +1017,7 @@ test_secure_delete(void **state)
 	f->st = NULL;
 	assert_false(on_disk(f, m1));
 	assert_false(on_disk(f, m2));
+	assert_false(on_disk(f, m4));
 }
 
 static void

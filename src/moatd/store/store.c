@@ -242,6 +242,9 @@ store__index_value(const json_t *doc, const char *field, char *buf,
 	if (v == NULL || json_is_null(v))
 		return 1;
 	if (json_is_string(v)) {
+		/* An embedded NUL would make two values compare equal. */
+		if (strlen(json_string_value(v)) != json_string_length(v))
+			return MOAT_ERR_INVAL;
 		*out = json_string_value(v);
 		return 0;
 	}

@@ -41,6 +41,11 @@
  * write never leaves half its rows. Outer transactions are BEGIN IMMEDIATE
  * (the write lock is taken up front, so two writers never deadlock on a
  * lock upgrade) and SQLITE_BUSY is retried within SQ_BUSY_TIMEOUT_MS.
+ * A transaction holds the write lock until it returns, so fn must not wait
+ * for another thread that writes to the same store (that writer would time
+ * out with MOAT_ERR_AGAIN after SQ_BUSY_TIMEOUT_MS). Readers on other
+ * threads are never blocked (WAL) and see the state before the
+ * transaction until it commits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -314,7 +319,7 @@ conn_open(struct sq *sq, struct sq_conn **out)
 		goto out;
 	rc = sqlite3_open_v2(sq->path, &c->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-	    SQLITE_OPEN_PRIVATECACHE, NULL);
+	    SQLITE_OPEN_PRIVATECACHE | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK) {
 		r = sq_fail(c->db, rc, "open");
 		goto out;
@@ -343,6 +348,7 @@ conn_open(struct sq *sq, struct sq_conn **out)
 	    "PRAGMA secure_delete=ON;"
 	    "PRAGMA foreign_keys=ON;"
 	    "PRAGMA temp_store=MEMORY;"
+	    "PRAGMA journal_size_limit=67108864;"
 	    "PRAGMA cell_size_check=ON;", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		r = sq_fail(c->db, rc, "pragmas");
