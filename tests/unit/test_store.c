@@ -366,8 +366,12 @@ static void
 test_update_race(void **state)
 {
 	struct fixture *f = *state;
+	struct store *other = NULL;
 	pthread_barrier_t bar;
 
+	/* A second handle on the same file stands in for a second moatd
+	 * process sharing the store. */
+	assert_int_equal(store_open(&other, f->uri, colls, NCOLLS), 0);
 	for (int round = 0; round < 20; round++) {
 		struct racer rc[2];
 		pthread_t th[2];
@@ -380,7 +384,7 @@ test_update_race(void **state)
 		assert_int_equal(store_insert(f->st, "people", doc), 0);
 		pthread_barrier_init(&bar, NULL, 2);
 		for (int i = 0; i < 2; i++) {
-			rc[i].st = f->st;
+			rc[i].st = i == 1 && round % 2 == 1 ? other : f->st;
 			rc[i].doc = json_deep_copy(doc);
 			json_object_set_new(rc[i].doc, "team",
 			    json_integer(i));
@@ -409,6 +413,7 @@ test_update_race(void **state)
 		json_decref(doc);
 		pthread_barrier_destroy(&bar);
 	}
+	store_close(other);
 }
 
 /* ---- indexes and listing ---- */
