@@ -1,0 +1,33 @@
+/*
+ * schema.h - the collections of moatd's store and their indexes.
+ *
+ * serve.c and the offline commands (init, reset-password, rotate-keys)
+ * open the store with these:
+ *   store_open(&st, "sqlite:" DATA-DIR "/moatd.db", moatd_collections,
+ *       moatd_ncollections)
+ * Composite unique keys are fields the callers fill in themselves:
+ *   memberships.user_org = user_id + "/" + org
+ *   secrets.user_name    = user_id + "/" + name
+ */
+#ifndef MOATD_STORE_SCHEMA_H
+#define MOATD_STORE_SCHEMA_H
+
+#include <stddef.h>
+
+#include "store/store.h"
+
+/* Collection names, for callers (avoids typos in string literals). */
+#define COLL_USERS "users"
+#define COLL_MEMBERSHIPS "memberships"
+#define COLL_ORGS "orgs"
+#define COLL_SESSIONS "sessions"
+#define COLL_TOKENS "tokens"
+#define COLL_SSH_KEYS "ssh_keys"
+#define COLL_SECRETS "secrets"
+#define COLL_SETTINGS "settings"
+#define COLL_POLICIES "policies"
+
+extern const struct store_collection moatd_collections[];
+extern const size_t moatd_ncollections;
+
+#endif
