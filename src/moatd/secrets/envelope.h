@@ -25,6 +25,11 @@
 #include "errors.h"
 #include "secrets/keys.h"
 
+/* Limits: a sealed string longer than ENVELOPE_MAX_SEALED is malformed;
+ * envelope_seal refuses values over ENVELOPE_MAX_PLAIN (MOAT_ERR_TOOBIG). */
+#define ENVELOPE_MAX_SEALED	(1024 * 1024)
+#define ENVELOPE_MAX_PLAIN	(512 * 1024)
+
 /* *out is a NUL-terminated string the caller frees. */
 int envelope_seal(const struct keyset *ks, const char *coll, const char *id,
     const char *field, const uint8_t *plain, size_t len, char **out)

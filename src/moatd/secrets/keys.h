@@ -21,6 +21,7 @@
 #ifndef MOATD_KEYS_H
 #define MOATD_KEYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,8 +54,28 @@ EVP_PKEY *keyset_jwt_verify_key(const struct keyset *ks, const char *kid);
 /* The public JWK Set of every verification key, as JSON text (borrowed). */
 const char *keyset_jwks_json(const struct keyset *ks);
 
-/* Parses keyring.json text (untrusted). Exposed for tests and the fuzzer. */
+/* Parses keyring.json text (untrusted). Exposed for tests and the fuzzer.
+ * The snapshot has the keyring only (no JWT keys). Caller unrefs *out. */
 int keyring_parse(const uint8_t *data, size_t len, struct keyset **out,
     char *err, size_t errlen) MOAT_MUST_CHECK;
+
+/* Builds a full snapshot from in-memory files named as in the secrets
+ * directory (keyring.json, jwt-signing.pem, jwt-signing.kid required;
+ * jwt-verify-KID.pem optional; other names ignored). What keys_open() does
+ * after reading the files; exposed for tests and the fuzzers. err names the
+ * file and the reason, never key bytes. Caller unrefs *out. */
+struct moatd_secret_file;
+int keyset_from_files(const struct moatd_secret_file *files, size_t n,
+    struct keyset **out, char *err, size_t errlen) MOAT_MUST_CHECK;
+
+/* Limits. */
+#define KEYS_MAX_KEKS		64	/* keys in keyring.json */
+#define KEYS_MAX_VERIFY		16	/* jwt-verify-*.pem files */
+#define KEYS_ID_MAX		64	/* KEK ids and JWT kids: [A-Za-z0-9._-] */
+#define KEYS_KEYRING_MAX	(64 * 1024)
+#define KEYS_PEM_MAX		(16 * 1024)
+
+/* True when s is a valid KEK id / kid: 1 to 64 of [A-Za-z0-9._-]. */
+bool keys_id_valid(const char *s);
 
 #endif
