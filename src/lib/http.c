@@ -812,7 +812,7 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_listener *l = arg;
 
-	if (!atomic_load(&l->srv->shutting_down))
+	if (!atomic_load(&l->srv->shutting_down) && l->lev != NULL)
 		evconnlistener_enable(l->lev);
 }
 
@@ -1000,13 +1000,24 @@ http_server_bound_port(const struct http_server *srv, int index)
 	return -1;
 }
 
-/* On a loop thread after shutdown: close the connections that wait for a
- * next request; the others close after their current answer. */
+/* On a loop thread after shutdown: close this base's listening sockets
+ * (clients still in the backlog get a reset rather than a hang), and the
+ * connections that wait for a next request; the others close after their
+ * current answer. */
 static void
 shutdown_base_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_base_ctx *ctx = arg;
 	struct http_conn *c, *next;
+
+	for (struct http_listener *l = ctx->srv->listeners; l != NULL; l = l->next) {
+		if (l->ctx != ctx || l->lev == NULL)
+			continue;
+		if (l->retry_ev != NULL)
+			event_del(l->retry_ev);
+		evconnlistener_free(l->lev);
+		l->lev = NULL;
+	}
 
 	for (c = TAILQ_FIRST(&ctx->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
@@ -1022,14 +1033,18 @@ shutdown_base_cb(evutil_socket_t fd, short what, void *arg)
 void
 http_server_shutdown(struct http_server *srv)
 {
-	struct timeval now = { 0, 0 };
+	/* 1 us rather than 0, so that the event goes through event_add like
+	 * any timer, which wakes a loop thread blocked in epoll_wait. */
+	struct timeval now = { 0, 1 };
 
 	if (srv == NULL || atomic_exchange(&srv->shutting_down, true))
 		return;
 	/* evconnlistener_disable takes the listener's lock
-	 * (LEV_OPT_THREADSAFE), so this is safe from any thread. */
+	 * (LEV_OPT_THREADSAFE), so this is safe from any thread; the
+	 * listeners are freed later on their own threads. */
 	for (struct http_listener *l = srv->listeners; l != NULL; l = l->next)
-		evconnlistener_disable(l->lev);
+		if (l->lev != NULL)
+			evconnlistener_disable(l->lev);
 	for (struct http_base_ctx *ctx = srv->ctxs; ctx != NULL; ctx = ctx->next)
 		(void)event_base_once(ctx->base, -1, EV_TIMEOUT, shutdown_base_cb,
 		    ctx, &now);
@@ -1361,8 +1376,9 @@ http__set_client(struct http_request *req)
 	if (!req->xff_trusted)
 		return 0;
 	for (size_t i = 0; i < req->nhdrs; i++)
-		if (strcasecmp(req->hdrs[i].name, "x-forwarded-for") == 0)
-			v = req->hdrs[i].value;
+		if (strcasecmp(http__hdr_name(req, &req->hdrs[i]),
+		    "x-forwarded-for") == 0)
+			v = http__hdr_value(req, &req->hdrs[i]);
 	if (v == NULL)
 		return 0;
 	/* The ingress appends the address it saw: the last entry. */
@@ -1419,8 +1435,8 @@ const char *
 http_req_header(const struct http_request *req, const char *name)
 {
 	for (size_t i = 0; i < req->nhdrs; i++)
-		if (strcasecmp(req->hdrs[i].name, name) == 0)
-			return req->hdrs[i].value;
+		if (strcasecmp(http__hdr_name(req, &req->hdrs[i]), name) == 0)
+			return http__hdr_value(req, &req->hdrs[i]);
 	return NULL;
 }
 

@@ -82,6 +82,7 @@ typedef void (*http_handler_fn)(struct http_request *req, void *arg);
 typedef void (*http_observer_fn)(const struct http_request *req,
     const char *route, int status, uint64_t duration_ns, void *arg);
 
+/* limits NULL: the defaults; a zero field also means its default. */
 int http_server_new(struct http_server **out, const struct http_limits *limits)
     MOAT_MUST_CHECK;
 
@@ -164,7 +165,8 @@ void http_respond_error(struct http_request *req, int status,
  * returns its bufferevent (plain or TLS; caller owns and frees it) with any
  * bytes the client sent after the request head still in its input buffer,
  * and frees the request. The caller writes the response (101, 200) itself.
- * Callbacks and timeouts of the bufferevent are cleared. */
+ * Callbacks, timeouts and watermarks of the bufferevent are cleared. NULL
+ * (and the request freed) when the client already went away. */
 struct bufferevent *http_req_take_conn(struct http_request *req);
 
 /* Reason phrase for a status code ("Not Found"). */

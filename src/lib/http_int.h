@@ -5,7 +5,8 @@
  *   http_parse.c  request head scanner, http-parser glue, request state
  *                 machine (also driven without sockets by the fuzz target)
  *   http_route.c  routing table and request path checks
- * Nothing outside these files may include it, except the fuzz target.
+ * Nothing outside these files may include it, except their tests (the fuzz
+ * target and test_http.c).
  */
 #ifndef MOAT_HTTP_INT_H
 #define MOAT_HTTP_INT_H
@@ -105,14 +106,17 @@ struct http_scan {
 	int state;
 	size_t line_len;		/* request line bytes so far */
 	unsigned spaces;		/* separators seen in the request line */
+	unsigned empty_lines;		/* CRLFs before the request line */
 	bool after_space;
 	size_t hdr_bytes;		/* header section bytes so far */
 	size_t nhdrs;
 };
 
+/* A header field: offsets into the request's head buffer, where name and
+ * value are NUL-terminated once the head is complete (http__hdr_name,
+ * http__hdr_value). Offsets keep the per-connection table small. */
 struct http_hdr {
-	const char *name, *value;	/* into the head buffer, NUL-ended */
-	size_t name_off, name_len, value_off, value_len;
+	uint32_t name_off, name_len, value_off, value_len;
 	bool has_value;
 };
 
@@ -155,8 +159,6 @@ struct http_request {
 	const char *method, *target, *path, *query;
 	struct buf strs;		/* path copy and decoded params */
 	struct buf body;		/* decoded body */
-	uint32_t seg_off[HTTP_MAX_SEGMENTS], seg_len[HTTP_MAX_SEGMENTS];
-	size_t nsegs;
 	const struct http_endpoint *ep;
 	int route_status;		/* 0, 404 or 405 when ep is NULL */
 	const char *params[HTTP_MAX_PARAMS];
@@ -201,6 +203,18 @@ struct http_conn {
 	bool counted;			/* included in srv->open_conns */
 	size_t linger_bytes;
 };
+
+static inline const char *
+http__hdr_name(const struct http_request *req, const struct http_hdr *h)
+{
+	return (const char *)req->head.data + h->name_off;
+}
+
+static inline const char *
+http__hdr_value(const struct http_request *req, const struct http_hdr *h)
+{
+	return h->has_value ? (const char *)req->head.data + h->value_off : "";
+}
 
 /* http_parse.c */
 int http__scan(struct http_scan *s, const struct http_limits *lim,

@@ -57,9 +57,8 @@ static const uint8_t scan_tchar[256] = {
  * Scans n more bytes of a request head. Returns 0 when all n were taken
  * and the head is not complete, 1 when the head ends within them (*used
  * says where), or the HTTP status to refuse the request with (400, 414,
- * 431). Empty lines before the request line are refused too: a client
- * that pads after a body is broken, and being strict here is cheaper than
- * guessing.
+ * 431). Up to two empty lines (CRLF) before the request line are skipped,
+ * as RFC 9112 asks; more are refused.
  */
 int
 http__scan(struct http_scan *s, const struct http_limits *lim,
@@ -98,7 +97,15 @@ http__scan(struct http_scan *s, const struct http_limits *lim,
 			}
 			break;
 		case SC_LINE_CR:
-			if (c != '\n' || s->spaces != 2 || s->after_space)
+			if (c != '\n')
+				goto bad;
+			if (s->line_len == 0 && ++s->empty_lines <= 2) {
+				/* RFC 9112 2.2: ignore a stray CRLF before
+				 * the request line (http-parser skips it). */
+				st = SC_LINE;
+				break;
+			}
+			if (s->spaces != 2 || s->after_space)
 				goto bad;
 			st = SC_LSTART;
 			break;
@@ -199,7 +206,7 @@ on_header_field(http_parser *p, const char *at, size_t len)
 		h = &req->hdrs[req->nhdrs - 1];
 		if (off != h->name_off + h->name_len)
 			return parse_fail(req, 400, "bad_request", "malformed header");
-		h->name_len += len;
+		h->name_len += (uint32_t)len;
 		return 0;
 	}
 	if (req->nhdrs == req->srv->lim.max_headers)
@@ -207,8 +214,8 @@ on_header_field(http_parser *p, const char *at, size_t len)
 		    "too many header fields");
 	h = &req->hdrs[req->nhdrs++];
 	memset(h, 0, sizeof(*h));
-	h->name_off = off;
-	h->name_len = len;
+	h->name_off = (uint32_t)off;
+	h->name_len = (uint32_t)len;
 	req->cb_last = 1;
 	return 0;
 }
@@ -229,11 +236,11 @@ on_header_value(http_parser *p, const char *at, size_t len)
 	if (req->cb_last == 2) {
 		if (off != h->value_off + h->value_len)
 			return parse_fail(req, 400, "bad_request", "malformed header");
-		h->value_len += len;
+		h->value_len += (uint32_t)len;
 		return 0;
 	}
-	h->value_off = off;
-	h->value_len = len;
+	h->value_off = (uint32_t)off;
+	h->value_len = (uint32_t)len;
 	h->has_value = true;
 	req->cb_last = 2;
 	return 0;
@@ -301,35 +308,34 @@ on_headers_complete(http_parser *p)
 		struct http_hdr *h = &req->hdrs[i];
 		char *v = head + h->value_off;
 		size_t vl = h->value_len;
+		const char *name, *value;
 
 		if (head[h->name_off + h->name_len] != ':' || h->name_len == 0)
 			return parse_fail(req, 400, "bad_request", "malformed header");
 		head[h->name_off + h->name_len] = '\0';
-		h->name = head + h->name_off;
-		if (!h->has_value) {
-			h->value = "";
-		} else {
+		name = head + h->name_off;
+		if (h->has_value) {
 			while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
 				vl--;
 			v[vl] = '\0';
-			h->value = v;
-			h->value_len = vl;
+			h->value_len = (uint32_t)vl;
 		}
+		value = http__hdr_value(req, h);
 
-		if (strcasecmp(h->name, "content-length") == 0) {
-			if (++ncl > 1 || !parse_content_length(h->value, &cl))
+		if (strcasecmp(name, "content-length") == 0) {
+			if (++ncl > 1 || !parse_content_length(value, &cl))
 				return parse_fail(req, 400, "bad_request",
 				    "invalid Content-Length");
-		} else if (strcasecmp(h->name, "transfer-encoding") == 0) {
-			if (++nte > 1 || strcasecmp(h->value, "chunked") != 0)
+		} else if (strcasecmp(name, "transfer-encoding") == 0) {
+			if (++nte > 1 || strcasecmp(value, "chunked") != 0)
 				return parse_fail(req, 400, "bad_request",
 				    "unsupported Transfer-Encoding");
-		} else if (strcasecmp(h->name, "host") == 0) {
-			if (++nhost > 1 || !host_ok(h->value))
+		} else if (strcasecmp(name, "host") == 0) {
+			if (++nhost > 1 || !host_ok(value))
 				return parse_fail(req, 400, "bad_request",
 				    "invalid Host");
-		} else if (strcasecmp(h->name, "expect") == 0) {
-			if (strcasecmp(h->value, "100-continue") == 0)
+		} else if (strcasecmp(name, "expect") == 0) {
+			if (strcasecmp(value, "100-continue") == 0)
 				req->expect_continue = true;
 		}
 	}
@@ -456,7 +462,6 @@ http__req_reset(struct http_request *req)
 	req->err_status = 0;
 	req->err_code = req->err_msg = NULL;
 	req->method = req->target = req->path = req->query = NULL;
-	req->nsegs = 0;
 	req->ep = NULL;
 	req->route_status = 0;
 	req->resp_cache_control = false;

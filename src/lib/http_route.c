@@ -226,8 +226,15 @@ route_pick(const struct http_endpoint *list, const char *method, bool is_head)
 	return get != NULL ? get : star;
 }
 
+/* A request path cut into segments (offsets into the path). */
+struct route_segs {
+	uint32_t off[HTTP_MAX_SEGMENTS], len[HTTP_MAX_SEGMENTS];
+	size_t n;
+};
+
 struct route_walk {
 	const struct http_request *req;
+	const struct route_segs *segs;
 	const char *path;
 	bool is_head;
 	bool path_hit;		/* some pattern matched the path */
@@ -276,14 +283,13 @@ route_try(struct route_walk *w, const struct http_endpoint *list)
 static bool
 route_walk(struct route_walk *w, const struct http_rnode *n, size_t i)
 {
-	const struct http_request *req = w->req;
 	const char *seg;
 	size_t len;
 
-	if (i == req->nsegs)
+	if (i == w->segs->n)
 		return route_try(w, n->eps);
-	seg = w->path + req->seg_off[i];
-	len = req->seg_len[i];
+	seg = w->path + w->segs->off[i];
+	len = w->segs->len[i];
 	for (const struct http_rnode *c = n->exact; c != NULL; c = c->next) {
 		if (c->seg_len == len && memcmp(c->seg, seg, len) == 0) {
 			if (route_walk(w, c, i + 1))
@@ -366,23 +372,24 @@ route_decode(struct buf *b, const char *s, size_t n)
 	return buf_append(b, "", 1);
 }
 
-/* Splits the path of req (path_len bytes of req->target) into segments. */
+/* Splits path (path_len bytes, starting with '/') into segments, checking
+ * each. Returns 0 or 400. */
 static int
-route_split(struct http_request *req, const char *path, size_t path_len)
+route_split(struct route_segs *sg, const char *path, size_t path_len)
 {
 	size_t start = 1;
 
-	req->nsegs = 0;
+	sg->n = 0;
 	for (size_t i = 1; i <= path_len; i++) {
 		if (i < path_len && path[i] != '/')
 			continue;
-		if (req->nsegs == HTTP_MAX_SEGMENTS)
+		if (sg->n == HTTP_MAX_SEGMENTS)
 			return 400;
 		if (!route_seg_ok(path + start, i - start))
 			return 400;
-		req->seg_off[req->nsegs] = (uint32_t)start;
-		req->seg_len[req->nsegs] = (uint32_t)(i - start);
-		req->nsegs++;
+		sg->off[sg->n] = (uint32_t)start;
+		sg->len[sg->n] = (uint32_t)(i - start);
+		sg->n++;
 		start = i + 1;
 	}
 	return 0;
@@ -393,6 +400,7 @@ http__route_match(struct http_server *srv, struct http_request *req,
     size_t path_len)
 {
 	struct route_walk w;
+	struct route_segs sg;
 	size_t path_off = 0, poff[HTTP_MAX_PARAMS];
 	const char *path;
 	int r;
@@ -402,11 +410,12 @@ http__route_match(struct http_server *srv, struct http_request *req,
 	memset(&w, 0, sizeof(w));
 	w.req = req;
 	w.is_head = req->is_head;
+	w.segs = &sg;
+	sg.n = 0;
 
-	if (req->target[0] != '/') {
+	if (path_len == 0) {
 		/* CONNECT authority form, absolute form, "*". */
 		req->path = "";
-		req->nsegs = 0;
 		if (srv->any_target == NULL)
 			return 400;
 		if (!route_try(&w, srv->any_target))
@@ -416,7 +425,7 @@ http__route_match(struct http_server *srv, struct http_request *req,
 	}
 
 	path = req->target;
-	if ((r = route_split(req, path, path_len)) != 0)
+	if ((r = route_split(&sg, path, path_len)) != 0)
 		return r;
 	w.path = path;
 	if (!route_walk(&w, &srv->root, 0)) {
@@ -443,8 +452,7 @@ http__route_match(struct http_server *srv, struct http_request *req,
 		size_t s = w.pseg[i];
 
 		poff[i] = req->strs.len;
-		r = route_decode(&req->strs, path + req->seg_off[s],
-		    req->seg_len[s]);
+		r = route_decode(&req->strs, path + sg.off[s], sg.len[s]);
 		if (r == MOAT_ERR_PARSE)
 			return 400;
 		if (r != 0)
@@ -461,6 +469,7 @@ int
 http__route_allow(struct http_server *srv, struct http_request *req)
 {
 	struct route_walk w;
+	struct route_segs sg;
 	struct buf allow;
 	int r = MOAT_ERR_NOMEM;
 
@@ -469,9 +478,10 @@ http__route_allow(struct http_server *srv, struct http_request *req)
 	w.req = req;
 	w.allow = &allow;
 	w.path = req->path;
+	w.segs = &sg;
 	if (req->path[0] == '\0')
 		(void)route_try(&w, srv->any_target);
-	else
+	else if (route_split(&sg, req->path, strlen(req->path)) == 0)
 		(void)route_walk(&w, &srv->root, 0);
 	if (allow.len > 0 &&
 	    (buf_append_str(&req->resp_hdrs, "Allow: ") != 0 ||

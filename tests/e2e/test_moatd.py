@@ -327,3 +327,15 @@ def test_graceful_shutdown_leaves_a_verified_chain(moatd):
                         timeout=30)
     assert cp.returncode == 1
     assert f"line {idx + 1}" in cp.stderr
+
+
+def test_disk_below_audit_reserve_makes_moatd_not_ready(moatd_factory):
+    # A reserve larger than any disk: the audit writer reports it, /readyz
+    # says why, and the server itself stays up.
+    m = moatd_factory(extra_args=("--audit-disk-reserve", "1000000G"))
+    r = m.curl("/readyz")
+    assert r.status == 503
+    assert "audit" in " ".join(r.json()["reasons"])
+    assert m.curl("/healthz").status == 200
+    m.wait_for_log(lambda d: d.get("level") in ("warn", "error") and
+                   d.get("component") == "audit")
