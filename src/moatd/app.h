@@ -17,6 +17,7 @@ struct workpool;
 struct loop_group;
 struct metrics;
 struct identity;
+struct api_state;
 
 struct app {
 	struct config *cfg;
@@ -30,6 +31,7 @@ struct app {
 	struct metrics *metrics;
 	struct identity *identity;
 	const char *default_org;	/* "default" */
+	struct api_state *api;		/* api.c's own state (api_free) */
 };
 
 #endif

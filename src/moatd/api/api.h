@@ -11,7 +11,9 @@
  * (json.h; 400 with the field named). Then on a worker thread: the caller
  * is authenticated (identity_authenticate; 401), the permission checked
  * (403 + audit event "access.denied"), and the handler runs; it may block
- * (store). Back on the loop thread the response is sent. Routes marked
+ * (store). A body's verdict (400, 413, 415) is only given after the caller
+ * passed authentication and the permission check, so a caller who may not
+ * use a route learns nothing about its shape. Back on the loop thread the response is sent. Routes marked
  * heavy (password hashing) run on the hasher pool instead; when its queue
  * is full the answer is 429 with Retry-After.
  *
@@ -65,6 +67,12 @@ struct api_call {
 
 typedef void (*api_handler_fn)(struct api_call *c);
 
+/* A route's own checks of a body that passed its field table (name rules,
+ * key parsing...): CPU only, no store, no app. MOAT_ERR_INVAL with a short
+ * reason in err (never echoing values): the caller answers 400. Exposed
+ * through the route table so the body fuzzer reaches every one. */
+typedef int (*api_validate_fn)(const json_t *body, char *err, size_t errlen);
+
 struct api_route {
 	const char *method;
 	const char *pattern;		/* http.h route pattern */
@@ -75,12 +83,30 @@ struct api_route {
 	const char *audit_type;		/* writes: "user.create"; NULL for reads */
 	bool heavy;			/* runs on the hasher pool */
 	const char *summary;		/* one line, for the OpenAPI document */
+	api_validate_fn validate;	/* NULL: the field table is enough */
+	bool yaml_body;			/* application/yaml accepted too (policies) */
 };
 
 /* Registers routes on srv. MOAT_ERR_INVAL (logged, naming the route) for a
  * route without a permission or a public route not on the public list. */
 int api_register(struct app *app, struct http_server *srv,
     const struct api_route *routes, size_t n) MOAT_MUST_CHECK;
+
+/* Frees what api_register() allocated for app (app->api); call once no
+ * request can arrive any more (after the loops stopped). NULL is fine. */
+void api_free(struct app *app);
+
+/* Authenticates one request: identity_authenticate() unless a test put
+ * something else in place. 0 or MOAT_ERR_PERM. */
+typedef int (*api_auth_fn)(struct app *app, const char *bearer,
+    const char *cookie, struct principal *out);
+/* Both before api_register() or between it and the first request. */
+int api_set_authenticator(struct app *app, api_auth_fn fn) MOAT_MUST_CHECK;
+/* The audit chain file GET /api/v1/audit reads (default:
+ * DATA_DIR/audit/audit.log). Copied. */
+int api_set_audit_path(struct app *app, const char *path) MOAT_MUST_CHECK;
+
+/* Internal helpers shared by the handler files (api__*) are in api_int.h. */
 
 /* Helpers for handlers. */
 const char *api_param(const struct api_call *c, const char *name);

@@ -71,7 +71,10 @@ int identity_check_name(const char *name, bool reserved, char *err,
 int identity_check_password(const char *password, const char *username,
     char *err, size_t errlen) MOAT_MUST_CHECK;
 
-/* argon2id primitives (slow, memory-hard: hasher pool only). */
+/* argon2id primitives (slow, memory-hard: hasher pool only).
+ * identity_password_verify(NULL, pw) spends the time of a real check and
+ * returns false: call it for an unknown user so that timing does not tell
+ * which names exist. */
 int identity_password_hash(const char *password, char out[128]) MOAT_MUST_CHECK;
 bool identity_password_verify(const char *hash, const char *password);
 
@@ -118,5 +121,61 @@ int identity_authenticate(struct identity *id, const char *bearer,
 /* Disables (or enables) a user: revokes every session and token. */
 int identity_user_set_disabled(struct identity *id, const char *user_id,
     bool disabled) MOAT_MUST_CHECK;
+
+/* --- Additions (identity branch). --- */
+
+/* identity_authenticate(): a store failure while checking (not a refusal)
+ * keeps its own code (MOAT_ERR_IO ...), for a 503 rather than a 401. A
+ * bearer is a JWT when it has three dot-separated base64url parts, an API
+ * token when it is "moat_" + 43 base64url characters; the cookie must be a
+ * JWT. A successful check is cached (see IDENTITY_LIVE_CACHE_MS) under the
+ * SHA-256 of the credential; revocations, disabling and role changes made
+ * through this module drop the affected entries at once. */
+
+/* The authentication cache window in milliseconds (default
+ * IDENTITY_LIVE_CACHE_MS; 0 turns the cache off). For tests. */
+void identity_set_cache_ms(struct identity *id, unsigned ms);
+
+/* The stored user document (new reference; it holds the password hash:
+ * never send it, use identity_user_public). MOAT_ERR_NOTFOUND. */
+int identity_user_find(struct identity *id, const char *username,
+    json_t **out) MOAT_MUST_CHECK;
+int identity_user_get(struct identity *id, const char *user_id,
+    json_t **out) MOAT_MUST_CHECK;
+
+/* The user's roles in the default organization (0 without a membership). */
+int identity_user_roles(struct identity *id, const char *user_id,
+    role_mask *out) MOAT_MUST_CHECK;
+/* Replaces the user's roles in org (NULL: the default organization),
+ * creating the membership when missing. Takes effect at once here. */
+int identity_user_set_roles(struct identity *id, const char *user_id,
+    const char *org, role_mask roles) MOAT_MUST_CHECK;
+
+/* Self-service password change: stores a new hash (from
+ * identity_password_hash) and revokes every session of the user but
+ * keep_session_id (NULL: all). The API checks the old password first. */
+int identity_password_set(struct identity *id, const char *user_id,
+    const char *password_hash, const char *keep_session_id) MOAT_MUST_CHECK;
+
+/* TOTP state of a user document: true once an enrollment was confirmed
+ * (login must then ask for a code). identity_totp_verify() on a user with
+ * only a pending enrollment checks the code against it and, when valid,
+ * confirms the enrollment; on a user with neither it returns
+ * MOAT_ERR_NOTFOUND. A code is accepted once (replays: MOAT_ERR_PERM).
+ * identity_totp_enroll() refuses an enrolled user (MOAT_ERR_EXISTS):
+ * identity_totp_disable() first. */
+bool identity_totp_enabled(const json_t *user);
+int identity_totp_disable(struct identity *id, const char *user_id)
+    MOAT_MUST_CHECK;
+
+/* API tokens of user_id (NULL: the caller's own) as public documents (no
+ * hash), a new array. Another user's need PERM_USERS_READ (else
+ * MOAT_ERR_PERM). identity_token_revoke() revokes the caller's own token,
+ * or anyone's when the caller's roles grant PERM_USERS_WRITE; any other
+ * id is MOAT_ERR_NOTFOUND. identity_token_create() returns in *doc this
+ * public form too. */
+int identity_token_list(struct identity *id, const struct principal *p,
+    const char *user_id, json_t **out) MOAT_MUST_CHECK;
+json_t *identity_token_public(const json_t *doc);
 
 #endif

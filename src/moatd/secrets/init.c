@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 
 #include "buf.h"
+#include "identity/bootstrap.h"
 #include "secrets/init.h"
 #include "secrets/pki.h"
 #include "secrets/secretdir.h"
@@ -528,7 +529,11 @@ init_usage(FILE *f)
 	    "Creates a development data directory: DIR/secrets (internal CA,\n"
 	    "HTTPS certificate for localhost, JWT and audit signing keys,\n"
 	    "encryption keyring) and DIR/pki (CA key, client certificates).\n"
-	    "Refuses a DIR that already has them unless --force is given.\n");
+	    "Refuses a DIR that already has them unless --force is given.\n"
+	    "Then creates the store DIR/moatd.db with the owner \"admin\",\n"
+	    "whose random password is printed once and written to\n"
+	    "DIR/initial-admin-password (mode 0600), and the \"default\"\n"
+	    "egress policy, which allows nothing.\n");
 }
 
 int
@@ -536,7 +541,7 @@ moatd_init_main(int argc, char **argv)
 {
 	struct moatd_init_opts o = { .out = stdout };
 	const char *dir = NULL;
-	char err[512];
+	char err[512], password[IDENTITY_GENERATED_PASSWORD_LEN + 1];
 	bool opts_done = false;
 	int i, r;
 
@@ -575,5 +580,22 @@ moatd_init_main(int argc, char **argv)
 		    moat_strerror(r));
 		return 1;
 	}
+	/* The first owner, organization, egress policy and settings. */
+	r = identity_bootstrap(dir, password, sizeof(password));
+	if (r == MOAT_ERR_EXISTS) {
+		printf("user admin exists already; its password is unchanged "
+		    "(moatd reset-password admin --data-dir %s sets a new "
+		    "one)\n", dir);
+	} else if (r != 0) {
+		fprintf(stderr, "moatd init: the keys are in place but creating "
+		    "the first admin failed: %s (run moatd init --force %s to "
+		    "try again)\n", moat_strerror(r), dir);
+		return 1;
+	} else {
+		printf("initial admin password: %s (also in "
+		    "%s/initial-admin-password)\n", password, dir);
+		fflush(stdout);
+	}
+	OPENSSL_cleanse(password, sizeof(password));
 	return 0;
 }

@@ -27,7 +27,9 @@
 #include "metrics.h"
 #include "tls.h"
 
+#include "app.h"
 #include "server/serve.h"
+#include "server/serve_api.h"
 
 #define COMPONENT "moatd"
 
@@ -89,6 +91,8 @@ struct server {
 	struct event *tls_timer;
 	bool tls_check_running;	/* a reload check is on a worker (loop 0 only) */
 	int tls_check_result;	/* written by the worker, read in its done */
+	struct app app;		/* the Core API's view (serve_api.h) */
+	struct serve_api *sapi;
 };
 
 /* --- paths --- */
@@ -327,6 +331,7 @@ on_shutdown(void *arg)
 	log_info(COMPONENT, "shutting down");
 	if (s->tls_timer != NULL)
 		event_del(s->tls_timer);
+	serve_api_shutdown(s->sapi);
 	http_server_shutdown(s->api);
 	if (s->metrics_http != NULL)
 		http_server_shutdown(s->metrics_http);
@@ -438,6 +443,15 @@ open_http(struct server *s)
 	if ((r = http_server_route(s->api, "GET", "/healthz", handle_healthz, s)) != 0 ||
 	    (r = http_server_route(s->api, "GET", "/readyz", handle_readyz, s)) != 0 ||
 	    (r = http_server_route(s->api, "*", "/api/*", handle_api_unauthenticated, s)) != 0)
+		return r;
+	/* api branch: the Core API (serve_api.h) registers its routes here. */
+	s->app.cfg = s->cfg;
+	s->app.data_dir = s->data_dir;
+	s->app.audit = s->audit;
+	s->app.loops = s->loops;
+	s->app.workers = s->workers;
+	s->app.metrics = s->metrics;
+	if ((r = serve_api_setup(&s->app, s->api, &s->sapi)) != 0)
 		return r;
 
 	lo.addr = config_str(s->cfg, "listen");
@@ -614,6 +628,7 @@ out:
 		event_free(s.tls_timer);
 	/* Workers before the bases their completions go to. */
 	workpool_free(s.workers);
+	serve_api_free(s.sapi);
 	http_server_free(s.api);
 	http_server_free(s.metrics_http);
 	loop_group_free(s.loops);

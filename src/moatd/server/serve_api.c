@@ -1,0 +1,186 @@
+/*
+ * serve_api.c - starts the Core API inside `moatd serve` (see serve_api.h).
+ *
+ * Order: keys (the secrets directory), the store (DATA_DIR/moatd.db, with
+ * moatd's collections, store/schema.h), identity, the hasher pool, the
+ * OpenAPI document, the routes; then a timer that checks the secrets
+ * directory for a new version (the Kubernetes "..data" swap) on a worker
+ * every tls-reload-interval. Freed in the opposite order.
+ */
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "app.h"
+#include "config.h"
+#include "errors.h"
+#include "http.h"
+#include "identity/identity.h"
+#include "log.h"
+#include "loop.h"
+#include "secrets/keys.h"
+#include "store/schema.h"
+#include "store/store.h"
+
+#include "api/api.h"
+#include "api/api_int.h"
+#include "server/serve_api.h"
+
+#define COMPONENT "moatd"
+#define HASHER_THREADS 2
+#define HASHER_QUEUE 16
+
+struct serve_api {
+	struct app *app;
+	struct event *keys_timer;
+	bool keys_check_running;	/* loop 0 only */
+	int keys_check_result;		/* written by the worker */
+};
+
+static void
+keys_check_work(void *arg)
+{
+	struct serve_api *sa = arg;
+
+	sa->keys_check_result = keys_reload_if_changed(sa->app->keys);
+}
+
+static void
+keys_check_done(void *arg)
+{
+	struct serve_api *sa = arg;
+
+	sa->keys_check_running = false;
+	if (sa->keys_check_result == 1)
+		log_info(COMPONENT, "reloaded keys from the secrets directory");
+	else if (sa->keys_check_result < 0)
+		log_error(COMPONENT, "new keys are unusable; still using the old ones",
+		    LF_STR("error", moat_strerror(sa->keys_check_result)));
+}
+
+static void
+on_keys_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct serve_api *sa = arg;
+
+	(void)fd;
+	(void)what;
+	if (sa->keys_check_running)
+		return;
+	sa->keys_check_running = true;
+	if (workpool_submit(sa->app->workers, loop_group_base(sa->app->loops, 0),
+	    keys_check_work, keys_check_done, sa) != 0)
+		sa->keys_check_running = false;	/* busy: next tick */
+}
+
+static int
+open_store(struct app *app)
+{
+	char uri[PATH_MAX + 16];
+	int r;
+
+	if (snprintf(uri, sizeof(uri), "sqlite:%s/moatd.db", app->data_dir) >=
+	    (int)sizeof(uri))
+		return MOAT_ERR_TOOBIG;
+	if ((r = store_open(&app->store, uri, moatd_collections,
+	    moatd_ncollections)) != 0)
+		log_error(COMPONENT, "cannot open the store", LF_STR("uri", uri),
+		    LF_STR("error", moat_strerror(r)));
+	return r;
+}
+
+int
+serve_api_setup(struct app *app, struct http_server *srv,
+    struct serve_api **out)
+{
+	struct serve_api *sa;
+	char path[PATH_MAX];
+	const char *sdir = config_str(app->cfg, "secrets-dir");
+	const char *afile = config_str(app->cfg, "audit-file");
+	long long ms = config_int(app->cfg, "tls-reload-interval");
+	struct timeval tv;
+	int r;
+
+	*out = NULL;
+	if ((sa = calloc(1, sizeof(*sa))) == NULL)
+		return MOAT_ERR_NOMEM;
+	sa->app = app;
+	if (app->default_org == NULL)
+		app->default_org = "default";
+	if (sdir == NULL || sdir[0] == '\0') {
+		if (snprintf(path, sizeof(path), "%s/secrets", app->data_dir) >=
+		    (int)sizeof(path)) {
+			r = MOAT_ERR_TOOBIG;
+			goto fail;
+		}
+		sdir = path;
+	}
+	if ((r = keys_open(&app->keys, sdir)) != 0) {
+		log_error(COMPONENT, "cannot load keys from the secrets directory",
+		    LF_STR("dir", sdir), LF_STR("error", moat_strerror(r)));
+		goto fail;
+	}
+	if ((r = open_store(app)) != 0)
+		goto fail;
+	if ((r = identity_new(&app->identity, app)) != 0) {
+		log_error(COMPONENT, "cannot start identity",
+		    LF_STR("error", moat_strerror(r)));
+		goto fail;
+	}
+	if ((r = workpool_new(&app->hashers, HASHER_THREADS, HASHER_QUEUE)) != 0)
+		goto fail;
+	if (afile != NULL && afile[0] != '\0' &&
+	    (r = api_set_audit_path(app, afile)) != 0)
+		goto fail;
+	if ((r = api__openapi_prepare(app)) != 0 ||
+	    (r = api_register(app, srv, api_routes, api_nroutes)) != 0)
+		goto fail;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	sa->keys_timer = event_new(loop_group_base(app->loops, 0), -1,
+	    EV_PERSIST, on_keys_timer, sa);
+	if (sa->keys_timer == NULL || event_add(sa->keys_timer, &tv) != 0) {
+		r = MOAT_ERR_NOMEM;
+		goto fail;
+	}
+	log_info(COMPONENT, "API ready", LF_INT("routes", api_nroutes),
+	    LF_INT("schema", store_schema_version(app->store)));
+	*out = sa;
+	return 0;
+fail:
+	serve_api_free(sa);
+	return r;
+}
+
+void
+serve_api_shutdown(struct serve_api *sa)
+{
+	if (sa != NULL && sa->keys_timer != NULL)
+		event_del(sa->keys_timer);
+}
+
+void
+serve_api_free(struct serve_api *sa)
+{
+	struct app *app;
+
+	if (sa == NULL)
+		return;
+	app = sa->app;
+	if (sa->keys_timer != NULL)
+		event_free(sa->keys_timer);
+	workpool_free(app->hashers);
+	app->hashers = NULL;
+	identity_free(app->identity);
+	app->identity = NULL;
+	store_close(app->store);
+	app->store = NULL;
+	keys_free(app->keys);
+	app->keys = NULL;
+	api_free(app);
+	free(sa);
+}
