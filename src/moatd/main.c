@@ -2,6 +2,7 @@
  * main.c - moatd, the moat control plane: subcommand dispatch.
  *
  *   moatd init DIR [--force]        create a development data directory
+ *   moatd reset-password USER --data-dir DIR   break-glass password reset
  *   moatd [serve] --data-dir DIR    run the control plane
  *
  * Each subcommand lives in its own module; main only chooses one.
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "identity/reset.h"
 #include "secrets/init.h"
 #include "server/serve.h"
 
@@ -21,6 +23,7 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: moatd init DIR [--force]\n"
+	    "       moatd reset-password USER --data-dir DIR\n"
 	    "       moatd [serve] --data-dir DIR [options]   (moatd serve --help)\n"
 	    "       moatd --version\n");
 }
@@ -30,6 +33,8 @@ main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "init") == 0)
 		return moatd_init_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "reset-password") == 0)
+		return moatd_reset_password_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return moatd_serve_main(argc - 2, argv + 2);
 	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 ||

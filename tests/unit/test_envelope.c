@@ -14,8 +14,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "log.h"
 #include "secrets/envelope.h"
 #include "secrets/keys.h"
+#include "secrets/rotate.h"
+#include "store/schema.h"
+#include "store/store.h"
 #include "testkeys.h"
 
 static struct keyset *
@@ -463,6 +473,262 @@ test_rewrap(void **state)
 	keyset_unref(only2);
 }
 
+
+/* --- rotation over the store (secrets/rotate.c) --- */
+
+#define NSECRETS 105	/* more than one page of the walk */
+
+static int
+rm_cb(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* Publishes DIR/secrets with keyring text kr and a fresh JWT key. */
+static void
+publish_keys(const char *data, const char *kr)
+{
+	char secrets[256], *pem = NULL;
+	size_t pemlen = 0;
+	EVP_PKEY *pk = tk_ec_key(&pem, &pemlen);
+	struct moatd_secret_file files[3] = {
+		{ "keyring.json", kr, strlen(kr) },
+		{ "jwt-signing.pem", pem, pemlen },
+		{ "jwt-signing.kid", "j1", 2 },
+	};
+
+	snprintf(secrets, sizeof(secrets), "%s/secrets", data);
+	(void)mkdir(secrets, 0700);
+	assert_int_equal(moatd_secrets_swap(secrets, files, 3, 0), 0);
+	pki_secret_free(pem, pemlen);
+	EVP_PKEY_free(pk);
+}
+
+/* Runs the subcommand; its stdout goes to out. */
+static int
+run_rotate(const char *data, char *out, size_t outlen)
+{
+	char *argv[] = { "rotate-keys", "--data-dir", (char *)data, NULL };
+	char path[256];
+	int fd, saved, status;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/stdout", data);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	fflush(stdout);
+	saved = dup(1);
+	dup2(fd, 1);
+	log_set_fd(-1);		/* its warnings are expected here */
+	status = moatd_rotate_keys_main(3, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	log_set_fd(2);
+	n = pread(fd, out, outlen - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+	return status;
+}
+
+static void
+test_rotate_store(void **state)
+{
+	static const char *const ids1[] = { "k1" }, *const ids12[] = { "k1",
+	    "k2" };
+	static const size_t l1[] = { 16 }, l12[] = { 16, 32 };
+	struct keyset *ks1 = keyring("k1", ids1, l1, 1), *only2 = NULL, *ks0;
+	char root[64] = "/tmp/test_envelope.XXXXXX", uri[128], out[512];
+	char *kr, err[256], id[32], val[64];
+	struct store *st = NULL;
+	json_t *doc, *got;
+	size_t i;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	kr = tk_keyring_json("k1", ids1, l1, 1);
+	publish_keys(root, kr);
+	free(kr);
+	snprintf(uri, sizeof(uri), "sqlite:%s/moatd.db", root);
+	assert_int_equal(store_open(&st, uri, moatd_collections,
+	    moatd_ncollections), 0);
+
+	/* Values sealed under k1: personal secrets, a user's TOTP seed and
+	 * a second sealed field, and a user without sealed values. */
+	for (i = 0; i < NSECRETS; i++) {
+		char *s;
+
+		snprintf(id, sizeof(id), "s%03zu", i);
+		snprintf(val, sizeof(val), "secret value %zu", i);
+		s = seal(ks1, COLL_SECRETS, id, "value", val);
+		doc = json_pack("{s:s, s:s, s:s, s:{s:s}}", "id", id,
+		    "user_id", "u1", "user_name", id, "sealed", "value", s);
+		assert_int_equal(store_insert(st, COLL_SECRETS, doc), 0);
+		json_decref(doc);
+		free(s);
+	}
+	{
+		char *a = seal(ks1, COLL_USERS, "u1", "totp_seed", "JBSWY3DP");
+		char *b = seal(ks1, COLL_USERS, "u1", "recovery", "r-123");
+
+		doc = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", "u1",
+		    "username", "alice", "sealed", "totp_seed", a, "recovery",
+		    b);
+		assert_int_equal(store_insert(st, COLL_USERS, doc), 0);
+		json_decref(doc);
+		doc = json_pack("{s:s, s:s}", "id", "u2", "username", "bob");
+		assert_int_equal(store_insert(st, COLL_USERS, doc), 0);
+		json_decref(doc);
+		free(a);
+		free(b);
+	}
+	store_close(st);
+	st = NULL;
+
+	/* k2 becomes primary, k1 still listed: rotate, with an audit
+	 * collector listening as a running moatd's would. */
+	kr = tk_keyring_json("k2", ids12, l12, 2);
+	publish_keys(root, kr);
+	free(kr);
+	{
+		char run[128], sock[160], key[128], logp[128], *pem = NULL;
+		size_t pemlen = 0;
+		EVP_PKEY *ak = tk_ec_key(&pem, &pemlen);
+		struct audit_writer *aw = NULL;
+		struct audit_writer_opts ao = { 0 };
+		FILE *fp;
+		int tries;
+
+		snprintf(run, sizeof(run), "%s/run", root);
+		snprintf(sock, sizeof(sock), "%s/audit.sock", run);
+		snprintf(key, sizeof(key), "%s/audit-key.pem", root);
+		snprintf(logp, sizeof(logp), "%s/audit.log", root);
+		assert_int_equal(mkdir(run, 0700), 0);
+		fp = fopen(key, "w");
+		fwrite(pem, 1, pemlen, fp);
+		fclose(fp);
+		pki_secret_free(pem, pemlen);
+		EVP_PKEY_free(ak);
+		ao.path = logp;
+		ao.checkpoint_key_file = key;
+		ao.key_id = "a1";
+		ao.fsync_policy = AUDIT_FSYNC_NONE;
+		ao.collector_path = sock;
+		ao.process_name = "moatd";
+		assert_int_equal(audit_writer_open(&aw, &ao), 0);
+		assert_int_equal(run_rotate(root, out, sizeof(out)), 0);
+		snprintf(err, sizeof(err), "re-wrapped %d values in %d "
+		    "documents; 0 left under other keys\n", NSECRETS + 2,
+		    NSECRETS + 1);
+		assert_string_equal(out, err);
+		for (tries = 0; tries < 300 && audit_writer_written(aw) == 0;
+		    tries++)
+			usleep(10000);
+		assert_int_equal(audit_writer_flush(aw), 0);
+		audit_writer_close(aw);
+		{
+			char *text = calloc(1, 1 << 16);
+			char want[64];
+			size_t nread;
+
+			fp = fopen(logp, "r");
+			assert_non_null(fp);
+			nread = fread(text, 1, (1 << 16) - 1, fp);
+			fclose(fp);
+			if (nread == 0)
+				free(text);
+			assert_true(nread > 0);
+			assert_non_null(strstr(text, "\"type\":\"keys.rotate\""));
+			assert_non_null(strstr(text, "\"outcome\":\"success\""));
+			snprintf(want, sizeof(want), "\"values_rewrapped\":%d",
+			    NSECRETS + 2);
+			assert_non_null(strstr(text, want));
+			/* No value, sealed or plain, in the audit. */
+			assert_null(strstr(text, "v1.k"));
+			assert_null(strstr(text, "secret value"));
+			free(text);
+		}
+	}
+	/* Again: nothing left to do. */
+	assert_int_equal(run_rotate(root, out, sizeof(out)), 0);
+	assert_string_equal(out, "re-wrapped 0 values in 0 documents; 0 left "
+	    "under other keys\n");
+
+	/* A keyset with only k2 opens every value, each still bound to its
+	 * record. */
+	kr = strdup("{\"primary\": \"k2\", \"keys\": [{\"id\": \"k2\", "
+	    "\"key\": \"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\"}]}");
+	assert_int_equal(keyring_parse((const uint8_t *)kr, strlen(kr), &only2,
+	    err, sizeof(err)), 0);
+	free(kr);
+	assert_int_equal(store_open(&st, uri, moatd_collections,
+	    moatd_ncollections), 0);
+	for (i = 0; i < NSECRETS; i++) {
+		const char *s;
+
+		snprintf(id, sizeof(id), "s%03zu", i);
+		snprintf(val, sizeof(val), "secret value %zu", i);
+		assert_int_equal(store_get(st, COLL_SECRETS, id, &got), 0);
+		assert_int_equal(json_integer_value(json_object_get(got, "rev")),
+		    2);
+		s = json_string_value(json_object_get(json_object_get(got,
+		    "sealed"), "value"));
+		assert_int_equal(strncmp(s, "v1.k2.", 6), 0);
+		assert_int_equal(open_cmp(only2, COLL_SECRETS, id, "value", s,
+		    val), 0);
+		json_decref(got);
+	}
+	assert_int_equal(store_get(st, COLL_USERS, "u1", &got), 0);
+	assert_int_equal(open_cmp(only2, COLL_USERS, "u1", "totp_seed",
+	    json_string_value(json_object_get(json_object_get(got, "sealed"),
+	    "totp_seed")), "JBSWY3DP"), 0);
+	assert_int_equal(open_cmp(only2, COLL_USERS, "u1", "recovery",
+	    json_string_value(json_object_get(json_object_get(got, "sealed"),
+	    "recovery")), "r-123"), 0);
+	json_decref(got);
+	assert_int_equal(store_get(st, COLL_USERS, "u2", &got), 0);
+	assert_int_equal(json_integer_value(json_object_get(got, "rev")), 1);
+	json_decref(got);
+
+	/* A value under a KEK the keyring does not have, and a string that
+	 * is not a sealed value: left, counted, exit status 1. */
+	{
+		static const char *const ids0[] = { "k0" };
+		static const size_t l0[] = { 32 };
+		char *s;
+
+		ks0 = keyring("k0", ids0, l0, 1);
+		s = seal(ks0, COLL_SECRETS, "x1", "value", "orphan");
+		doc = json_pack("{s:s, s:s, s:s, s:{s:s, s:s}}", "id", "x1",
+		    "user_id", "u1", "user_name", "x1", "sealed", "value", s,
+		    "junk", "not sealed");
+		assert_int_equal(store_insert(st, COLL_SECRETS, doc), 0);
+		json_decref(doc);
+		free(s);
+		keyset_unref(ks0);
+	}
+	store_close(st);
+	st = NULL;
+	assert_int_equal(run_rotate(root, out, sizeof(out)), 1);
+	assert_string_equal(out, "re-wrapped 0 values in 0 documents; 2 left "
+	    "under other keys\n");
+
+	/* Usage errors. */
+	{
+		char *a1[] = { "rotate-keys", NULL };
+		char *a2[] = { "rotate-keys", "--bogus", NULL };
+
+		assert_int_equal(moatd_rotate_keys_main(1, a1), 2);
+		assert_int_equal(moatd_rotate_keys_main(2, a2), 2);
+	}
+	keyset_unref(only2);
+	keyset_unref(ks1);
+	nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int
 main(void)
 {
@@ -476,6 +742,7 @@ main(void)
 		cmocka_unit_test(test_unknown_and_wrong_kek),
 		cmocka_unit_test(test_kek_id_with_dots),
 		cmocka_unit_test(test_rewrap),
+		cmocka_unit_test(test_rotate_store),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -747,6 +748,65 @@ test_disable(void **state)
 	    MOAT_ERR_NOTFOUND);
 }
 
+/* --- Threads. --- */
+
+struct hammer {
+	const char *cred;
+	int fails;
+};
+
+static void *
+hammer_run(void *arg)
+{
+	struct hammer *h = arg;
+	struct principal q;
+	int i;
+
+	for (i = 0; i < 300; i++)
+		if (identity_authenticate(E->id, h->cred, NULL, &q) != 0 ||
+		    strcmp(q.username, "trent") != 0)
+			h->fails++;
+	return NULL;
+}
+
+/* Many workers authenticate at once (hits, misses, full checks against
+ * the store) while roles change underneath. */
+static void
+test_concurrent_authenticate(void **state)
+{
+	json_t *u = mkuser("trent", "member");
+	struct principal p;
+	struct hammer h[4];
+	pthread_t th[4];
+	char *jwt, *tok = NULL;
+	int i;
+
+	(void)state;
+	jwt = login(u, &p);
+	assert_int_equal(identity_token_create(E->id, &p, "hammer", 0, NULL,
+	    &tok, NULL), 0);
+	identity_set_cache_ms(E->id, 5);
+	for (i = 0; i < 4; i++) {
+		h[i].cred = i % 2 == 0 ? jwt : tok;
+		h[i].fails = 0;
+		assert_int_equal(pthread_create(&th[i], NULL, hammer_run, &h[i]),
+		    0);
+	}
+	for (i = 0; i < 20; i++) {
+		assert_int_equal(identity_user_set_roles(E->id, p.user_id, NULL,
+		    i % 2 ? R(ROLE_MEMBER) : R(ROLE_MEMBER) | R(ROLE_AUDITOR)),
+		    0);
+		usleep(2000);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(h[i].fails, 0);
+	}
+	free(jwt);
+	free(tok);
+	json_decref(u);
+}
+
 /* --- TOTP. --- */
 
 /* The current code (offset steps from now) for the seed in uri. */
@@ -1110,6 +1170,7 @@ main(void)
 		cmocka_unit_test_setup(test_session_expired, test_setup),
 		cmocka_unit_test_setup(test_tokens, test_setup),
 		cmocka_unit_test_setup(test_disable, test_setup),
+		cmocka_unit_test_setup(test_concurrent_authenticate, test_setup),
 		cmocka_unit_test_setup(test_totp, test_setup),
 		cmocka_unit_test_setup(test_totp_moved_seed, test_setup),
 		cmocka_unit_test(test_bootstrap_and_reset),

@@ -726,7 +726,9 @@ test_settings(void **state)
 	settings_bad("{\"registries\":[\"[::1]x\"]}", "registries[0]",
 	    "host[:port]");
 	settings_bad("{\"registries\":[\"127.1:5000\"]}", "registries[0]",
-	    "use a cidr");
+	    "dotted IPv4");
+	settings_bad("{\"registries\":[\"::1\"]}", "registries[0]",
+	    "bracketed IPv6");
 	{
 		struct buf b;
 		size_t i;

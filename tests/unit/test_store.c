@@ -366,8 +366,12 @@ static void
 test_update_race(void **state)
 {
 	struct fixture *f = *state;
+	struct store *other = NULL;
 	pthread_barrier_t bar;
 
+	/* A second handle on the same file stands in for a second moatd
+	 * process sharing the store. */
+	assert_int_equal(store_open(&other, f->uri, colls, NCOLLS), 0);
 	for (int round = 0; round < 20; round++) {
 		struct racer rc[2];
 		pthread_t th[2];
@@ -380,7 +384,7 @@ test_update_race(void **state)
 		assert_int_equal(store_insert(f->st, "people", doc), 0);
 		pthread_barrier_init(&bar, NULL, 2);
 		for (int i = 0; i < 2; i++) {
-			rc[i].st = f->st;
+			rc[i].st = i == 1 && round % 2 == 1 ? other : f->st;
 			rc[i].doc = json_deep_copy(doc);
 			json_object_set_new(rc[i].doc, "team",
 			    json_integer(i));
@@ -409,6 +413,7 @@ test_update_race(void **state)
 		json_decref(doc);
 		pthread_barrier_destroy(&bar);
 	}
+	store_close(other);
 }
 
 /* ---- indexes and listing ---- */
@@ -455,6 +460,9 @@ test_unique_index(void **state)
 	assert_int_equal(store_insert(f->st, "people", dup), MOAT_ERR_INVAL);
 	json_decref(dup);
 	/* Absent and null index fields are simply not indexed. */
+	dup = json_pack("{ss#}", "name", "a\0b", (size_t)3);
+	assert_int_equal(store_insert(f->st, "people", dup), MOAT_ERR_INVAL);
+	json_decref(dup);
 	dup = J("{\"team\":null}");
 	assert_int_equal(store_insert(f->st, "people", dup), 0);
 	json_decref(dup);
@@ -642,6 +650,22 @@ txn_outer(struct store *st, void *arg)
 	return 0;
 }
 
+/* A write that fails inside a transaction whose fn carries on: the
+ * failed write leaves none of its rows (document or index entries). */
+static int
+txn_swallow(struct store *st, void *arg)
+{
+	json_t *doc = J("{\"id\":\"half\",\"name\":\"taken\",\"team\":\"q\"}");
+
+	*(int *)arg = store_insert(st, "people", doc);
+	json_decref(doc);
+	doc = J("{\"id\":\"after\"}");
+	if (store_insert(st, "plain", doc) != 0)
+		*(int *)arg = 1;
+	json_decref(doc);
+	return 0;
+}
+
 static void
 test_transaction(void **state)
 {
@@ -693,6 +717,21 @@ test_transaction(void **state)
 	assert_int_equal(count(f->st, "plain"), 3);
 	assert_int_equal(count(f->st, "people"), 1);
 	assert_int_equal(store_transaction(f->st, NULL, NULL), MOAT_ERR_INVAL);
+
+	{
+		json_t *doc = insert(f->st, "people", "{\"name\":\"taken\"}");
+		int r = 0;
+
+		json_decref(doc);
+		assert_int_equal(store_transaction(f->st, txn_swallow, &r), 0);
+		assert_int_equal(r, MOAT_ERR_EXISTS);
+		assert_int_equal(store_get(f->st, "people", "half", &got),
+		    MOAT_ERR_NOTFOUND);
+		assert_int_equal(raw_int(f->path, "SELECT count(*) FROM idx "
+		    "WHERE id = 'half'"), 0);
+		assert_int_equal(store_get(f->st, "plain", "after", &got), 0);
+		json_decref(got);
+	}
 }
 
 /* ---- migrations ---- */
@@ -908,12 +947,26 @@ on_disk(const struct fixture *f, const char *needle)
 	return file_contains(f->path, needle) || file_contains(wal, needle);
 }
 
+static int
+txn_delete_tx(struct store *st, void *arg)
+{
+	json_t *doc = J("{\"n\":1}");
+	int r;
+
+	(void)arg;
+	r = store_delete(st, "vault", "tx", 1);
+	if (r == 0)
+		r = store_insert(st, "plain", doc);
+	json_decref(doc);
+	return r;
+}
+
 static void
 test_secure_delete(void **state)
 {
 	struct fixture *f = *state;
 	const char *m1 = "MARKER-deleted-5f2a9c1e", *m2 = "MARKER-replaced-77c0d4";
-	const char *m3 = "MARKER-plain-0a1b2c";
+	const char *m3 = "MARKER-plain-0a1b2c", *m4 = "MARKER-txn-9e8d7c";
 	json_t *doc;
 	char wal[160];
 
@@ -948,11 +1001,12 @@ test_secure_delete(void **state)
 
 	/* Inside a transaction the purge follows the commit. */
 	doc = json_pack("{sssss{ss}}", "id", "tx", "owner", "u", "sealed", "v",
-	    m2);
+	    m4);
 	assert_int_equal(store_insert(f->st, "vault", doc), 0);
 	json_decref(doc);
-	assert_int_equal(store_delete(f->st, "vault", "tx", -1), 0);
-	assert_false(on_disk(f, m2));
+	assert_true(file_contains(f->path, m4));
+	assert_int_equal(store_transaction(f->st, txn_delete_tx, NULL), 0);
+	assert_false(on_disk(f, m4));
 
 	/* Not sensitive: no checkpoint; the old page image may stay in the
 	 * WAL until SQLite's own checkpoint. Shown, not asserted. */
@@ -968,6 +1022,7 @@ test_secure_delete(void **state)
 	f->st = NULL;
 	assert_false(on_disk(f, m1));
 	assert_false(on_disk(f, m2));
+	assert_false(on_disk(f, m4));
 }
 
 static void

@@ -8,7 +8,9 @@
  * the chain DATA/audit/audit.log itself with the checkpoint key from
  * DATA/secrets, appends, and closes it with a signed checkpoint; moatd
  * continues the chain from its tail at its next start. Both never happen
- * at once: the writer is opened only when the socket refuses.
+ * at once: the writer is opened only when the socket is missing or
+ * refuses connections (a moatd starting in that very moment is the one
+ * race left; the host commands are for an operator at the console).
  */
 #include <errno.h>
 #include <limits.h>
@@ -70,10 +72,19 @@ identity__audit_open(struct identity_audit **out, const char *data_dir)
 	if ((r = join(dir, sizeof(dir), data_dir, "run")) != 0 ||
 	    (r = join(sock, sizeof(sock), dir, "audit.sock")) != 0)
 		goto out;
-	if (access(sock, F_OK) == 0 &&
-	    audit_client_connect(&a->client, sock) == 0) {
+	/* Only when nothing listens (no socket, or a stale one refusing) may
+	 * this process write the chain itself: with moatd running, two
+	 * writers would break it. Any other failure (permissions) stops. */
+	r = audit_client_connect(&a->client, sock);
+	if (r == 0) {
 		*out = a;
 		return 0;
+	}
+	if (r != MOAT_ERR_CLOSED && r != MOAT_ERR_NOTFOUND) {
+		log_error(IDENTITY_COMPONENT, "cannot reach moatd's audit "
+		    "collector", LF_STR("path", sock),
+		    LF_STR("error", moat_strerror(r)));
+		goto out;
 	}
 	if ((r = join(dir, sizeof(dir), data_dir, "audit")) != 0 ||
 	    (r = join(path, sizeof(path), dir, "audit.log")) != 0 ||

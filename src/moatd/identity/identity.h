@@ -124,6 +124,14 @@ int identity_user_set_disabled(struct identity *id, const char *user_id,
 
 /* --- Additions (identity branch). --- */
 
+/* identity_authenticate(): a store failure while checking (not a refusal)
+ * keeps its own code (MOAT_ERR_IO ...), for a 503 rather than a 401. A
+ * bearer is a JWT when it has three dot-separated base64url parts, an API
+ * token when it is "moat_" + 43 base64url characters; the cookie must be a
+ * JWT. A successful check is cached (see IDENTITY_LIVE_CACHE_MS) under the
+ * SHA-256 of the credential; revocations, disabling and role changes made
+ * through this module drop the affected entries at once. */
+
 /* The authentication cache window in milliseconds (default
  * IDENTITY_LIVE_CACHE_MS; 0 turns the cache off). For tests. */
 void identity_set_cache_ms(struct identity *id, unsigned ms);

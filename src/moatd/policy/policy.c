@@ -60,7 +60,8 @@ ports_normalize(const json_t *v, const char *where, json_t **out,
 	json_array_foreach(v, i, item) {
 		long long port;
 
-		snprintf(p, sizeof(p), "%s[%zu]", where, i);
+		if (snprintf(p, sizeof(p), "%s[%zu]", where, i) >= (int)sizeof(p))
+			return FAIL(e, where, "is nested too deeply");
 		if (!json_is_integer(item))
 			return FAIL(e, p, "must be an integer");
 		port = json_integer_value(item);

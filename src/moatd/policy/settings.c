@@ -128,6 +128,10 @@ registry_normalize(const char *s, size_t n, char *out, size_t outlen,
 		    NULL, err, errlen, "the registry name is too long");
 	}
 	hend = memchr(s, ':', n);
+	if (hend != NULL && memchr(hend + 1, ':', n - (size_t)(hend - s) - 1)
+	    != NULL)
+		return policy__fail(NULL, 0, NULL, err, errlen, "an IPv6 "
+		    "address must be written as a bracketed IPv6 address");
 	hn = hend != NULL ? (size_t)(hend - s) : n;
 	if (hend != NULL) {
 		port = hend + 1;
@@ -149,8 +153,16 @@ registry_normalize(const char *s, size_t n, char *out, size_t outlen,
 		}
 	}
 	if ((r = policy__host(s, hn, false, host, sizeof(host), err,
-	    errlen)) != 0)
+	    errlen)) != 0) {
+		/* "127.1": not a host name, and not an address written the
+		 * one way accepted here either */
+		if (r == MOAT_ERR_INVAL && err != NULL &&
+		    strstr(err, "cidr") != NULL)
+			return policy__fail(NULL, 0, NULL, err, errlen, "not a "
+			    "host name, a dotted IPv4 address or a bracketed "
+			    "IPv6 address");
 		return r;
+	}
 	r = snprintf(out, outlen, "%s%s%.*s", host, port ? ":" : "", (int)pn,
 	    port ? port : "");
 	return r > 0 && (size_t)r < outlen ? 0 : policy__fail(NULL, 0, NULL,

@@ -75,18 +75,28 @@ store_new_id(char *out, size_t outlen)
 	return 0;
 }
 
-/* now as RFC 3339 UTC with milliseconds. */
+/* now as RFC 3339 UTC with milliseconds ("2024-01-02T03:04:05.678Z"). */
 static void
 now_rfc3339(char out[STORE__TIME_LEN])
 {
 	struct timespec ts;
 	struct tm tm;
-	char sec[24];
+	long ms;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, STORE__TIME_LEN, "%s.%03ldZ", sec, ts.tv_nsec / 1000000L);
+	if (strftime(out, STORE__TIME_LEN, "%Y-%m-%dT%H:%M:%S", &tm) != 19) {
+		/* A year beyond 9999: not a clock moatd runs on. */
+		snprintf(out, STORE__TIME_LEN, "9999-12-31T23:59:59.999Z");
+		return;
+	}
+	ms = ts.tv_nsec / 1000000L;
+	out[19] = '.';
+	out[20] = (char)('0' + ms / 100);
+	out[21] = (char)('0' + ms / 10 % 10);
+	out[22] = (char)('0' + ms % 10);
+	out[23] = 'Z';
+	out[24] = '\0';
 }
 
 static bool
@@ -232,6 +242,9 @@ store__index_value(const json_t *doc, const char *field, char *buf,
 	if (v == NULL || json_is_null(v))
 		return 1;
 	if (json_is_string(v)) {
+		/* An embedded NUL would make two values compare equal. */
+		if (strlen(json_string_value(v)) != json_string_length(v))
+			return MOAT_ERR_INVAL;
 		*out = json_string_value(v);
 		return 0;
 	}

@@ -16,7 +16,11 @@
  * integer fields; a unique index refuses a second document with the same
  * value (MOAT_ERR_EXISTS). Lookups by an undeclared field are refused
  * (MOAT_ERR_INVAL): every query a caller makes is one the backend can
- * answer from an index.
+ * answer from an index. "id" is always indexed. Lookup values are text: an
+ * integer field matches its decimal form ("42"). A document whose indexed
+ * field is absent or null has no entry for it; any other type (or a string
+ * holding a NUL) is refused with MOAT_ERR_INVAL. Composite keys are fields
+ * the caller fills in (e.g. "user_org": user_id + "/" + org).
  *
  * Optimistic concurrency: store_update() and store_delete() take the
  * revision the caller read; a different current revision fails with
@@ -69,11 +73,15 @@ int store_open(struct store **out, const char *uri,
     const struct store_collection *colls, size_t ncolls) MOAT_MUST_CHECK;
 void store_close(struct store *st);
 
-/* Inserts doc (borrowed; on success the store's fields are set in it). */
+/* Inserts doc (borrowed; on success the store's fields are set in it, on
+ * failure it is unchanged). MOAT_ERR_EXISTS: the id or a unique index value
+ * is taken; MOAT_ERR_INVAL: not an object, bad id, unknown collection. */
 int store_insert(struct store *st, const char *coll, json_t *doc)
     MOAT_MUST_CHECK;
 
-/* *out is a new reference the caller decrefs. MOAT_ERR_NOTFOUND. */
+/* *out is a new reference the caller decrefs. MOAT_ERR_NOTFOUND.
+ * store_find_one() gives the first match by id (on a unique index, the
+ * match). A stored body that is not a JSON object is MOAT_ERR_CORRUPT. */
 int store_get(struct store *st, const char *coll, const char *id, json_t **out)
     MOAT_MUST_CHECK;
 int store_find_one(struct store *st, const char *coll, const char *field,

@@ -41,6 +41,11 @@
  * write never leaves half its rows. Outer transactions are BEGIN IMMEDIATE
  * (the write lock is taken up front, so two writers never deadlock on a
  * lock upgrade) and SQLITE_BUSY is retried within SQ_BUSY_TIMEOUT_MS.
+ * A transaction holds the write lock until it returns, so fn must not wait
+ * for another thread that writes to the same store (that writer would time
+ * out with MOAT_ERR_AGAIN after SQ_BUSY_TIMEOUT_MS). Readers on other
+ * threads are never blocked (WAL) and see the state before the
+ * transaction until it commits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -266,7 +271,7 @@ step_retry(sqlite3 *db, sqlite3_stmt *s)
 static int
 exec_stmt(struct sq_conn *c, enum sq_stmt which, const char *what)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = NULL;
 	int r, rc;
 
 	if ((r = stmt(c, which, &s)) != 0)
@@ -314,7 +319,7 @@ conn_open(struct sq *sq, struct sq_conn **out)
 		goto out;
 	rc = sqlite3_open_v2(sq->path, &c->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-	    SQLITE_OPEN_PRIVATECACHE, NULL);
+	    SQLITE_OPEN_PRIVATECACHE | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK) {
 		r = sq_fail(c->db, rc, "open");
 		goto out;
@@ -343,6 +348,7 @@ conn_open(struct sq *sq, struct sq_conn **out)
 	    "PRAGMA secure_delete=ON;"
 	    "PRAGMA foreign_keys=ON;"
 	    "PRAGMA temp_store=MEMORY;"
+	    "PRAGMA journal_size_limit=67108864;"
 	    "PRAGMA cell_size_check=ON;", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		r = sq_fail(c->db, rc, "pragmas");
@@ -572,7 +578,7 @@ static int
 insert_idx(struct sq_conn *c, const struct store_collection *coll,
     const char *id, const json_t *doc)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = NULL;
 	char buf[32];
 	const char *v;
 	int r, rc;
@@ -604,7 +610,7 @@ insert_idx(struct sq_conn *c, const struct store_collection *coll,
 static int
 delete_idx(struct sq_conn *c, const char *coll, const char *id)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = NULL;
 	int r, rc;
 
 	if ((r = stmt(c, ST_DEL_IDX, &s)) != 0)
@@ -622,7 +628,7 @@ static int
 current_rev(struct sq_conn *c, const char *coll, const char *id,
     int64_t *rev, char *created, size_t createdlen)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = NULL;
 	const char *ca;
 	int r, rc;
 
@@ -1120,8 +1126,9 @@ reindex(struct sq_conn *conn, const struct store_collection *c)
 		r = sq_fail(db, rc, "reindex");
 		goto out;
 	}
-	log_info(COMPONENT, "collection indexes rebuilt",
-	    LF_STR("collection", c->name), LF_INT("documents", ndocs));
+	if (ndocs > 0)
+		log_info(COMPONENT, "collection indexes rebuilt",
+		    LF_STR("collection", c->name), LF_INT("documents", ndocs));
 	r = 0;
 out:
 	json_decref(doc);
