@@ -412,7 +412,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char p[256];
+	char p[512];
 	DIR *d;
 	struct dirent *de;
 

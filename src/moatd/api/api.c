@@ -773,7 +773,8 @@ api_work(void *arg)
 		/* Refuse rather than act unaudited (DESIGN.md section 7). */
 		api_error(c, 503, "unavailable",
 		    "the audit log cannot take events; try again later");
-		(void)api_add_header(c, "Retry-After", "5");
+		if (api_add_header(c, "Retry-After", "5") != 0)
+			log_warn(COMPONENT, "Retry-After header dropped");
 		return;
 	}
 	rt->fn(c);

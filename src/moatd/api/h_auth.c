@@ -64,7 +64,8 @@ h_auth_login(struct api_call *c)
 	r = identity_throttle_check(id, username, c->client_addr, &retry);
 	if (r == MOAT_ERR_AGAIN) {
 		snprintf(ra, sizeof(ra), "%d", retry > 0 ? retry : 1);
-		(void)api_add_header(c, "Retry-After", ra);
+		if (api_add_header(c, "Retry-After", ra) != 0)
+			log_warn(COMPONENT, "Retry-After header dropped");
 		c->audit_details = json_pack("{s:s}", "reason", "throttled");
 		api_error(c, 429, "throttled",
 		    "too many failed logins; retry in %s seconds", ra);

@@ -138,7 +138,8 @@ h_me_password(struct api_call *c)
 		char ra[16];
 
 		snprintf(ra, sizeof(ra), "%d", retry > 0 ? retry : 1);
-		(void)api_add_header(c, "Retry-After", ra);
+		if (api_add_header(c, "Retry-After", ra) != 0)
+			log_warn(COMPONENT, "Retry-After header dropped");
 		api_error(c, 429, "throttled", "too many failed attempts");
 		goto out;
 	}
