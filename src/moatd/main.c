@@ -12,6 +12,7 @@
 
 #include "identity/reset.h"
 #include "secrets/init.h"
+#include "secrets/rotate.h"
 #include "server/serve.h"
 
 #ifndef MOAT_VERSION
@@ -24,6 +25,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: moatd init DIR [--force]\n"
 	    "       moatd reset-password USER --data-dir DIR\n"
+	    "       moatd rotate-keys --data-dir DIR\n"
 	    "       moatd [serve] --data-dir DIR [options]   (moatd serve --help)\n"
 	    "       moatd --version\n");
 }
@@ -35,6 +37,8 @@ main(int argc, char **argv)
 		return moatd_init_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "reset-password") == 0)
 		return moatd_reset_password_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "rotate-keys") == 0)
+		return moatd_rotate_keys_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return moatd_serve_main(argc - 2, argv + 2);
 	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 ||

@@ -704,3 +704,14 @@ def test_no_secret_in_plaintext_anywhere(api, tmp_path):
         data = Path(f).read_bytes()
         for n in needles:
             assert n.encode() not in data, f"{n!r} found in {f}"
+
+
+def test_unknown_api_path(api):
+    m = api.m
+    # Anonymous: the same audited 401 as a real route, no hint.
+    err(call(m, "GET", "/api/v1/no-such-thing"), 401, "unauthenticated")
+    wait_event(m, lambda e: e.get("type") == "access.denied" and
+               e.get("target", {}).get("path") == "/api/v1/no-such-thing",
+               "access.denied for the unknown path")
+    # With credentials: 404.
+    err(call(m, "GET", "/api/v1/no-such-thing", api.admin), 404, "not_found")

@@ -156,16 +156,23 @@ handle_readyz(struct http_request *req, void *arg)
 	http_respond(req, 200, "application/json", ok, sizeof(ok) - 1);
 }
 
-/* Every API route needs an authenticated caller; until identity exists
- * (the next issue) nothing under /api/v1 is reachable, and each attempt is
- * an audited denial carrying the real client address. */
+/* Paths under /api/ that no Core API route matches. An anonymous caller
+ * gets the same audited 401 as on a real route, so the answer says nothing
+ * about which paths exist; a caller presenting credentials learns only that
+ * the path is unknown (the route list is public in /api/v1/openapi.json). */
 static void
-handle_api_unauthenticated(struct http_request *req, void *arg)
+handle_api_unknown(struct http_request *req, void *arg)
 {
 	struct server *s = arg;
-	json_t *ev = audit_event_new("access.denied", "denied");
+	const char *cookie = http_req_header(req, "Cookie");
+	json_t *ev;
 
-	if (ev != NULL) {
+	if (http_req_header(req, "Authorization") != NULL ||
+	    (cookie != NULL && strstr(cookie, "moat_session=") != NULL)) {
+		http_respond_error(req, 404, "not_found", "no such API route");
+		return;
+	}
+	if ((ev = audit_event_new("access.denied", "denied")) != NULL) {
 		json_object_set_new(ev, "actor", json_pack("{s:s}", "addr",
 		    http_req_client_addr(req)));
 		json_object_set_new(ev, "target", json_pack("{s:s,s:s}",
@@ -442,9 +449,9 @@ open_http(struct server *s)
 	http_server_set_observer(s->api, observe_request, s);
 	if ((r = http_server_route(s->api, "GET", "/healthz", handle_healthz, s)) != 0 ||
 	    (r = http_server_route(s->api, "GET", "/readyz", handle_readyz, s)) != 0 ||
-	    (r = http_server_route(s->api, "*", "/api/*", handle_api_unauthenticated, s)) != 0)
+	    (r = http_server_route(s->api, "*", "/api/*", handle_api_unknown, s)) != 0)
 		return r;
-	/* api branch: the Core API (serve_api.h) registers its routes here. */
+	/* The Core API (serve_api.h): store, keys, identity, its routes. */
 	s->app.cfg = s->cfg;
 	s->app.data_dir = s->data_dir;
 	s->app.audit = s->audit;
