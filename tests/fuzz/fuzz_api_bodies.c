@@ -16,7 +16,7 @@
 #include <jansson.h>
 
 #include "json.h"
-#include "policy/policy.h"
+#include "policy.h"
 
 #include "api/api.h"
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "json.h"
-#include "policy/policy.h"
+#include "policy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

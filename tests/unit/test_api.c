@@ -44,7 +44,7 @@
 #include "http.h"
 #include "log.h"
 #include "loop.h"
-#include "policy/policy.h"
+#include "policy.h"
 
 #include "api/api.h"
 #include "api/api_int.h"

@@ -35,7 +35,7 @@
 #include "identity/identity.h"
 #include "identity/identity_int.h"
 #include "identity/reset.h"
-#include "policy/policy.h"
+#include "policy.h"
 #include "secrets/init.h"
 #include "secrets/keys.h"
 #include "store/schema.h"

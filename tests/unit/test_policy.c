@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
-#include "policy/policy.h"
+#include "policy.h"
 
 /* The example of DESIGN.md section 5a, verbatim. */
 static const char design_yaml[] =

@@ -28,7 +28,7 @@
 #include "json.h"
 #include "log.h"
 #include "loop.h"
-#include "policy/policy.h"
+#include "policy.h"
 
 #include "api/api.h"
 #include "api/api_int.h"

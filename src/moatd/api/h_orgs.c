@@ -12,7 +12,7 @@
 
 #include "app.h"
 #include "identity/identity.h"
-#include "policy/policy.h"
+#include "policy.h"
 #include "store/store.h"
 
 #include "api/api.h"

@@ -22,7 +22,7 @@
 #include "identity/bootstrap.h"
 #include "identity/identity_int.h"
 #include "log.h"
-#include "policy/policy.h"
+#include "policy.h"
 #include "store/schema.h"
 #include "store/store.h"
 
