@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -84,22 +83,6 @@ parsed_free(struct config_parsed *p)
 	list_free(p->list);
 	p->text = NULL;
 	p->list = NULL;
-}
-
-static void
-errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* Writes s quoted for an error message: at most CONFIG_ECHO_MAX bytes,
@@ -356,7 +339,7 @@ value_parse(const struct config_key *k, const char *text, size_t len,
 	memset(p, 0, sizeof(*p));
 	echo_value(echo, sizeof(echo), k, text, len);
 	if (memchr(text, '\0', len) != NULL) {
-		errf(err, errlen, "%s: key \"%s\": value contains a NUL byte",
+		moat_errf(err, errlen, "%s: key \"%s\": value contains a NUL byte",
 		    src, k->name);
 		return MOAT_ERR_INVAL;
 	}
@@ -384,7 +367,7 @@ value_parse(const struct config_key *k, const char *text, size_t len,
 	case CFG_LIST:
 		if ((r = list_split(p->text, &p->list)) != 0) {
 			if (r == MOAT_ERR_TOOBIG) {
-				errf(err, errlen, "%s: key \"%s\": more than %d "
+				moat_errf(err, errlen, "%s: key \"%s\": more than %d "
 				    "items", src, k->name, CONFIG_LIST_MAX);
 				r = MOAT_ERR_INVAL;
 			}
@@ -394,7 +377,7 @@ value_parse(const struct config_key *k, const char *text, size_t len,
 		break;
 	}
 	if (what != NULL) {
-		errf(err, errlen, "%s: key \"%s\": %s is not %s", src, k->name,
+		moat_errf(err, errlen, "%s: key \"%s\": %s is not %s", src, k->name,
 		    echo, what);
 		parsed_free(p);
 		return MOAT_ERR_INVAL;
@@ -405,10 +388,10 @@ value_parse(const struct config_key *k, const char *text, size_t len,
 		const char *unit = k->type == CFG_DURATION ? " ms" :
 		    k->type == CFG_SIZE ? " bytes" : "";
 		if (k->secret)
-			errf(err, errlen, "%s: key \"%s\": value is out of range "
+			moat_errf(err, errlen, "%s: key \"%s\": value is out of range "
 			    "[%lld, %lld]%s", src, k->name, k->min, k->max, unit);
 		else
-			errf(err, errlen, "%s: key \"%s\": %s is out of range "
+			moat_errf(err, errlen, "%s: key \"%s\": %s is out of range "
 			    "[%lld, %lld]%s", src, k->name, echo, k->min, k->max,
 			    unit);
 		parsed_free(p);
@@ -570,14 +553,14 @@ yaml_next(struct yaml_ctx *y, yaml_event_t *ev)
 	if (!yaml_parser_parse(&y->parser, ev)) {
 		if (y->parser.error == YAML_MEMORY_ERROR)
 			return MOAT_ERR_NOMEM;
-		errf(y->err, y->errlen, "%s: invalid YAML at line %zu, column "
+		moat_errf(y->err, y->errlen, "%s: invalid YAML at line %zu, column "
 		    "%zu: %s", y->src, y->parser.problem_mark.line + 1,
 		    y->parser.problem_mark.column + 1,
 		    y->parser.problem != NULL ? y->parser.problem : "error");
 		return MOAT_ERR_PARSE;
 	}
 	if (yaml_event_fancy(ev)) {
-		errf(y->err, y->errlen, "%s: line %zu: anchors, aliases and "
+		moat_errf(y->err, y->errlen, "%s: line %zu: anchors, aliases and "
 		    "tags are not allowed", y->src, ev->start_mark.line + 1);
 		yaml_event_delete(ev);
 		return MOAT_ERR_PARSE;
@@ -607,7 +590,7 @@ yaml_value(struct yaml_ctx *y, size_t i, bool *seen)
 		goto store;
 	}
 	if (ev.type != YAML_SEQUENCE_START_EVENT || k->type != CFG_LIST) {
-		errf(y->err, y->errlen, "%s: line %zu: key \"%s\" must have a "
+		moat_errf(y->err, y->errlen, "%s: line %zu: key \"%s\" must have a "
 		    "single value, not %s", y->src, line, k->name,
 		    yaml_event_name(&ev));
 		yaml_event_delete(&ev);
@@ -623,7 +606,7 @@ yaml_value(struct yaml_ctx *y, size_t i, bool *seen)
 			break;
 		}
 		if (ev.type != YAML_SCALAR_EVENT) {
-			errf(y->err, y->errlen, "%s: line %zu: items of key "
+			moat_errf(y->err, y->errlen, "%s: line %zu: items of key "
 			    "\"%s\" must be scalars, not %s", y->src,
 			    ev.start_mark.line + 1, k->name,
 			    yaml_event_name(&ev));
@@ -633,7 +616,7 @@ yaml_value(struct yaml_ctx *y, size_t i, bool *seen)
 		}
 		if (memchr(ev.data.scalar.value, '\0',
 		    ev.data.scalar.length) != NULL) {
-			errf(y->err, y->errlen, "%s: key \"%s\": value contains "
+			moat_errf(y->err, y->errlen, "%s: key \"%s\": value contains "
 			    "a NUL byte", y->src, k->name);
 			r = MOAT_ERR_INVAL;
 		} else {
@@ -641,7 +624,7 @@ yaml_value(struct yaml_ctx *y, size_t i, bool *seen)
 			    (const char *)ev.data.scalar.value,
 			    ev.data.scalar.length);
 			if (r == MOAT_ERR_TOOBIG) {
-				errf(y->err, y->errlen, "%s: key \"%s\": more "
+				moat_errf(y->err, y->errlen, "%s: key \"%s\": more "
 				    "than %d items", y->src, k->name,
 				    CONFIG_LIST_MAX);
 				r = MOAT_ERR_INVAL;
@@ -684,7 +667,7 @@ yaml_load(struct config *c, const char *data, size_t len, const char *src,
 	int r = MOAT_ERR_NOMEM;
 
 	if (len > CONFIG_FILE_MAX) {
-		errf(err, errlen, "%s: larger than %d bytes", src,
+		moat_errf(err, errlen, "%s: larger than %d bytes", src,
 		    CONFIG_FILE_MAX);
 		return MOAT_ERR_TOOBIG;
 	}
@@ -710,7 +693,7 @@ yaml_load(struct config *c, const char *data, size_t len, const char *src,
 			break;
 		}
 		if (ev.type != YAML_DOCUMENT_START_EVENT || in_doc) {
-			errf(err, errlen, "%s: line %zu: the file must hold "
+			moat_errf(err, errlen, "%s: line %zu: the file must hold "
 			    "one YAML document", src, ev.start_mark.line + 1);
 			yaml_event_delete(&ev);
 			r = MOAT_ERR_PARSE;
@@ -721,7 +704,7 @@ yaml_load(struct config *c, const char *data, size_t len, const char *src,
 		if ((r = yaml_next(&y, &ev)) != 0)
 			goto out;
 		if (ev.type != YAML_MAPPING_START_EVENT) {
-			errf(err, errlen, "%s: line %zu: the file must be a "
+			moat_errf(err, errlen, "%s: line %zu: the file must be a "
 			    "mapping of keys to values, not %s", src,
 			    ev.start_mark.line + 1, yaml_event_name(&ev));
 			yaml_event_delete(&ev);
@@ -741,7 +724,7 @@ yaml_load(struct config *c, const char *data, size_t len, const char *src,
 			}
 			line = ev.start_mark.line + 1;
 			if (ev.type != YAML_SCALAR_EVENT) {
-				errf(err, errlen, "%s: line %zu: a key must be "
+				moat_errf(err, errlen, "%s: line %zu: a key must be "
 				    "a name, not %s", src, line,
 				    yaml_event_name(&ev));
 				yaml_event_delete(&ev);
@@ -754,7 +737,7 @@ yaml_load(struct config *c, const char *data, size_t len, const char *src,
 				quote_value(kname, sizeof(kname),
 				    (const char *)ev.data.scalar.value,
 				    ev.data.scalar.length);
-				errf(err, errlen, "unknown key %s in %s (line "
+				moat_errf(err, errlen, "unknown key %s in %s (line "
 				    "%zu)", kname, src, line);
 				yaml_event_delete(&ev);
 				r = MOAT_ERR_INVAL;
@@ -762,7 +745,7 @@ yaml_load(struct config *c, const char *data, size_t len, const char *src,
 			}
 			yaml_event_delete(&ev);
 			if (seen[i]) {
-				errf(err, errlen, "%s: line %zu: key \"%s\" is "
+				moat_errf(err, errlen, "%s: line %zu: key \"%s\" is "
 				    "given twice", src, line, c->keys[i].name);
 				r = MOAT_ERR_INVAL;
 				goto out;
@@ -821,11 +804,11 @@ config_load_yaml_file(struct config *c, const char *path, char *err,
 	snprintf(src, sizeof(src), "config file %s", path);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		r = moat_err_from_errno(errno);
-		errf(err, errlen, "%s: cannot open: %s", src, strerror(errno));
+		moat_errf(err, errlen, "%s: cannot open: %s", src, strerror(errno));
 		goto out;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		errf(err, errlen, "%s: not a regular file", src);
+		moat_errf(err, errlen, "%s: not a regular file", src);
 		r = MOAT_ERR_INVAL;
 		goto out;
 	}
@@ -835,7 +818,7 @@ config_load_yaml_file(struct config *c, const char *path, char *err,
 			continue;
 		if (n < 0) {
 			r = moat_err_from_errno(errno);
-			errf(err, errlen, "%s: cannot read: %s", src,
+			moat_errf(err, errlen, "%s: cannot read: %s", src,
 			    strerror(errno));
 			goto out;
 		}
@@ -843,7 +826,7 @@ config_load_yaml_file(struct config *c, const char *path, char *err,
 			break;
 		if ((r = buf_append(&b, chunk, (size_t)n)) != 0) {
 			if (r == MOAT_ERR_TOOBIG)
-				errf(err, errlen, "%s: larger than %d bytes",
+				moat_errf(err, errlen, "%s: larger than %d bytes",
 				    src, CONFIG_FILE_MAX);
 			goto out;
 		}
@@ -950,7 +933,7 @@ flags_walk(struct config *c, int argc, char **argv, int *first_positional,
 		    memcmp(name, "config", 6) == 0) {
 			if (val == NULL) {
 				if (i + 1 >= argc) {
-					errf(err, errlen, "--config needs a "
+					moat_errf(err, errlen, "--config needs a "
 					    "value");
 					return MOAT_ERR_INVAL;
 				}
@@ -974,7 +957,7 @@ flags_walk(struct config *c, int argc, char **argv, int *first_positional,
 			char q[CONFIG_ECHO_MAX * 4 + 16];
 			quote_value(q, sizeof(q), name, nlen);
 			/* q is "name"; print it as --name. */
-			errf(err, errlen, "unknown flag --%.*s", (int)strlen(q) - 2,
+			moat_errf(err, errlen, "unknown flag --%.*s", (int)strlen(q) - 2,
 			    q + 1);
 			return MOAT_ERR_INVAL;
 		}
@@ -983,7 +966,7 @@ flags_walk(struct config *c, int argc, char **argv, int *first_positional,
 			val = negated ? "false" : "true";
 		} else if (val == NULL) {
 			if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
-				errf(err, errlen, "--%s needs a value",
+				moat_errf(err, errlen, "--%s needs a value",
 				    c->keys[k].name);
 				return MOAT_ERR_INVAL;
 			}

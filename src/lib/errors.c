@@ -2,6 +2,8 @@
  * errors.c - descriptions of moat's error codes and errno conversion.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 
 #include "errors.h"
 
@@ -49,4 +51,29 @@ moat_err_from_errno(int errnum)
 	case ENOSYS: case EOPNOTSUPP: return MOAT_ERR_UNSUPPORTED;
 	default: return MOAT_ERR_IO;
 	}
+}
+
+void
+moat_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int
+moat_fail(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
 }

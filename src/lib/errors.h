@@ -9,6 +9,8 @@
 #ifndef MOAT_ERRORS_H
 #define MOAT_ERRORS_H
 
+#include <stddef.h>
+
 #define MOAT_MUST_CHECK __attribute__((warn_unused_result))
 
 enum moat_err {
@@ -35,6 +37,16 @@ enum moat_err {
 
 /* Returns a static, human-readable description of err. Never NULL. */
 const char *moat_strerror(int err);
+
+/* Writes an English message into err (when err is non-NULL and errlen > 0),
+ * for functions that report errors through an (err, errlen) pair. */
+void moat_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The same, returning code: `return moat_fail(MOAT_ERR_INVAL, err, errlen,
+ * "field \"%s\" is required", name);` */
+int moat_fail(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Maps an errno value to the closest moat error code. */
 int moat_err_from_errno(int errnum);

@@ -8,28 +8,11 @@
  * far below jansson's built-in 2048. Error texts are written here and never
  * taken from jansson, whose messages quote the input.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
-
-static void
-errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* A field name from the body, safe to print: at most 64 bytes, printable
  * ASCII only (anything else becomes '?', so the text stays valid UTF-8). */
@@ -124,11 +107,11 @@ json_parse_object(const uint8_t *body, size_t len, size_t max_len,
 
 	*out = NULL;
 	if (len > max_len) {
-		errf(err, errlen, "body is larger than %zu bytes", max_len);
+		moat_errf(err, errlen, "body is larger than %zu bytes", max_len);
 		return MOAT_ERR_TOOBIG;
 	}
 	if (len == 0 || body == NULL) {
-		errf(err, errlen, "body is empty; a JSON object is required");
+		moat_errf(err, errlen, "body is empty; a JSON object is required");
 		return MOAT_ERR_PARSE;
 	}
 	/* JSON_DECODE_ANY only so that a scalar body gets the clearer
@@ -139,42 +122,42 @@ json_parse_object(const uint8_t *body, size_t len, size_t max_len,
 		switch (json_error_code(&jerr)) {
 		case json_error_out_of_memory:
 			r = MOAT_ERR_NOMEM;
-			errf(err, errlen, "out of memory");
+			moat_errf(err, errlen, "out of memory");
 			break;
 		case json_error_duplicate_key:
-			errf(err, errlen, "body has a duplicate key (line %d, "
+			moat_errf(err, errlen, "body has a duplicate key (line %d, "
 			    "column %d)", jerr.line, jerr.column);
 			break;
 		case json_error_stack_overflow:
-			errf(err, errlen, "body is nested deeper than %d levels",
+			moat_errf(err, errlen, "body is nested deeper than %d levels",
 			    JSON_MAX_DEPTH);
 			break;
 		case json_error_null_character:
-			errf(err, errlen, "body has a string with a NUL "
+			moat_errf(err, errlen, "body has a string with a NUL "
 			    "character (line %d, column %d)", jerr.line,
 			    jerr.column);
 			break;
 		case json_error_invalid_utf8:
-			errf(err, errlen, "body is not valid UTF-8");
+			moat_errf(err, errlen, "body is not valid UTF-8");
 			break;
 		default:
-			errf(err, errlen, "body is not valid JSON (line %d, "
+			moat_errf(err, errlen, "body is not valid JSON (line %d, "
 			    "column %d)", jerr.line, jerr.column);
 			break;
 		}
 		goto out;
 	}
 	if (!json_is_object(v)) {
-		errf(err, errlen, "body must be a JSON object");
+		moat_errf(err, errlen, "body must be a JSON object");
 		goto out;
 	}
 	if (!json_walk_ok(v, 1)) {
-		errf(err, errlen, "body is nested deeper than %d levels",
+		moat_errf(err, errlen, "body is nested deeper than %d levels",
 		    JSON_MAX_DEPTH);
 		goto out;
 	}
 	if (json_has_nul(v)) {
-		errf(err, errlen, "body has a string with a NUL character");
+		moat_errf(err, errlen, "body has a string with a NUL character");
 		goto out;
 	}
 	*out = v;
@@ -223,7 +206,7 @@ json_check_fields(const json_t *obj, const struct json_field *fields,
 	json_t *v;
 
 	if (!json_is_object(obj)) {
-		errf(err, errlen, "body must be a JSON object");
+		moat_errf(err, errlen, "body must be a JSON object");
 		return MOAT_ERR_INVAL;
 	}
 	/* Unknown fields first: a misspelt name is the likely cause of a
@@ -236,7 +219,7 @@ json_check_fields(const json_t *obj, const struct json_field *fields,
 		if (i == n) {
 			char name[80];
 			safe_name(name, sizeof(name), key);
-			errf(err, errlen, "unknown field \"%s\"", name);
+			moat_errf(err, errlen, "unknown field \"%s\"", name);
 			return MOAT_ERR_INVAL;
 		}
 	}
@@ -246,39 +229,39 @@ json_check_fields(const json_t *obj, const struct json_field *fields,
 		v = json_object_get(obj, f->name);
 		if (v == NULL) {
 			if (f->required) {
-				errf(err, errlen, "field \"%s\" is required",
+				moat_errf(err, errlen, "field \"%s\" is required",
 				    f->name);
 				return MOAT_ERR_INVAL;
 			}
 			continue;
 		}
 		if (!type_ok(v, f->type)) {
-			errf(err, errlen, "field \"%s\" must be %s", f->name,
+			moat_errf(err, errlen, "field \"%s\" must be %s", f->name,
 			    type_phrase(f->type));
 			return MOAT_ERR_INVAL;
 		}
 		if (f->type == JF_STRING && f->max_len > 0 &&
 		    json_string_length(v) > f->max_len) {
-			errf(err, errlen, "field \"%s\" is longer than %zu bytes",
+			moat_errf(err, errlen, "field \"%s\" is longer than %zu bytes",
 			    f->name, f->max_len);
 			return MOAT_ERR_INVAL;
 		}
 		if (f->type == JF_STRING && memchr(json_string_value(v), '\0',
 		    json_string_length(v)) != NULL) {
-			errf(err, errlen, "field \"%s\" must not contain a NUL "
+			moat_errf(err, errlen, "field \"%s\" must not contain a NUL "
 			    "character", f->name);
 			return MOAT_ERR_INVAL;
 		}
 		if (f->type == JF_ARRAY && f->max_len > 0 &&
 		    json_array_size(v) > f->max_len) {
-			errf(err, errlen, "field \"%s\" has more than %zu items",
+			moat_errf(err, errlen, "field \"%s\" has more than %zu items",
 			    f->name, f->max_len);
 			return MOAT_ERR_INVAL;
 		}
 		if (f->type == JF_INT && f->min < f->max &&
 		    (json_integer_value(v) < f->min ||
 		    json_integer_value(v) > f->max)) {
-			errf(err, errlen, "field \"%s\" must be between %lld and "
+			moat_errf(err, errlen, "field \"%s\" must be between %lld and "
 			    "%lld", f->name, f->min, f->max);
 			return MOAT_ERR_INVAL;
 		}

@@ -78,23 +78,6 @@ policy__name_ok(const char *s, size_t len)
 	return true;
 }
 
-static int
-seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return MOAT_ERR_INVAL;
-}
-
 static bool
 is_hex(char c)
 {
@@ -150,12 +133,12 @@ policy__host(const char *in, size_t len, bool wildcard, char *out,
 	int r = MOAT_ERR_INVAL, rc;
 
 	if (len == 0 || memchr(in, '\0', len) != NULL) {
-		r = seterr(err, errlen, "a host name must not be empty");
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "a host name must not be empty");
 		goto out;
 	}
 	/* Room for a Unicode name whose punycode form is at most 253. */
 	if (len > 4 * POLICY_HOST_MAX) {
-		r = seterr(err, errlen, "the host name is longer than %d bytes",
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the host name is longer than %d bytes",
 		    POLICY_HOST_MAX);
 		goto out;
 	}
@@ -163,7 +146,7 @@ policy__host(const char *in, size_t len, bool wildcard, char *out,
 	n = len;
 	if (n >= 2 && h[0] == '*' && h[1] == '.') {
 		if (!wildcard) {
-			r = seterr(err, errlen, "a wildcard is not allowed "
+			r = moat_fail(MOAT_ERR_INVAL, err, errlen, "a wildcard is not allowed "
 			    "here");
 			goto out;
 		}
@@ -172,18 +155,18 @@ policy__host(const char *in, size_t len, bool wildcard, char *out,
 		n -= 2;
 	}
 	if (memchr(h, '*', n) != NULL) {
-		r = seterr(err, errlen, wildcard ? "a wildcard may only be a "
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, wildcard ? "a wildcard may only be a "
 		    "leading \"*.\" label" : "a wildcard is not allowed here");
 		goto out;
 	}
 	if (n > 0 && h[n - 1] == '.')
 		n--;
 	if (n == 0) {
-		r = seterr(err, errlen, "a host name must not be empty");
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "a host name must not be empty");
 		goto out;
 	}
 	if (memchr(h, ':', n) != NULL || h[0] == '[') {
-		r = seterr(err, errlen, "an IP address is not a host name: use "
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "an IP address is not a host name: use "
 		    "a cidr rule");
 		goto out;
 	}
@@ -205,7 +188,7 @@ policy__host(const char *in, size_t len, bool wildcard, char *out,
 				r = MOAT_ERR_NOMEM;
 				goto out;
 			}
-			r = seterr(err, errlen, "not a valid internationalized "
+			r = moat_fail(MOAT_ERR_INVAL, err, errlen, "not a valid internationalized "
 			    "domain name (%s)", idn2_strerror(rc));
 			goto out;
 		}
@@ -213,7 +196,7 @@ policy__host(const char *in, size_t len, bool wildcard, char *out,
 		n = strlen(h);
 	}
 	if (n > POLICY_HOST_MAX) {
-		r = seterr(err, errlen, "the host name is longer than %d bytes",
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the host name is longer than %d bytes",
 		    POLICY_HOST_MAX);
 		goto out;
 	}
@@ -230,17 +213,17 @@ policy__host(const char *in, size_t len, bool wildcard, char *out,
 
 		if (c == '.' || c == '\0') {
 			if (lab == 0) {
-				r = seterr(err, errlen, "a host name must not "
+				r = moat_fail(MOAT_ERR_INVAL, err, errlen, "a host name must not "
 				    "have an empty label");
 				goto out;
 			}
 			if (lab > 63) {
-				r = seterr(err, errlen, "a host name label is "
+				r = moat_fail(MOAT_ERR_INVAL, err, errlen, "a host name label is "
 				    "longer than 63 bytes");
 				goto out;
 			}
 			if (name[i - 1] == '-' || name[i - lab] == '-') {
-				r = seterr(err, errlen, "a host name label must "
+				r = moat_fail(MOAT_ERR_INVAL, err, errlen, "a host name label must "
 				    "not begin or end with '-'");
 				goto out;
 			}
@@ -249,25 +232,25 @@ policy__host(const char *in, size_t len, bool wildcard, char *out,
 		}
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 		    c == '-')) {
-			r = seterr(err, errlen, "a host name may hold only "
+			r = moat_fail(MOAT_ERR_INVAL, err, errlen, "a host name may hold only "
 			    "letters, digits, '-' and '.'");
 			goto out;
 		}
 		lab++;
 	}
 	if (ends_in_number(name, n)) {
-		r = seterr(err, errlen, "an IP address is not a host name: use "
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "an IP address is not a host name: use "
 		    "a cidr rule");
 		goto out;
 	}
 	if (star && memchr(name, '.', n) == NULL) {
-		r = seterr(err, errlen, "\"*.\" must be followed by at least two "
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "\"*.\" must be followed by at least two "
 		    "labels");
 		goto out;
 	}
 	if ((size_t)snprintf(out, outlen, "%s%s", star ? "*." : "", name) >=
 	    outlen) {
-		r = seterr(err, errlen, "the host name is too long");
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the host name is too long");
 		goto out;
 	}
 	r = 0;
@@ -309,11 +292,11 @@ policy__cidr(const char *in, size_t len, char *out, size_t outlen,
 	bool hostbits = false;
 
 	if (len == 0 || memchr(in, '\0', len) != NULL)
-		return seterr(err, errlen, "a cidr must not be empty");
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "a cidr must not be empty");
 	slash = memchr(in, '/', len);
 	alen = slash != NULL ? (size_t)(slash - in) : len;
 	if (alen == 0 || alen >= sizeof(addr))
-		return seterr(err, errlen, "not an IPv4 or IPv6 address range");
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "not an IPv4 or IPv6 address range");
 	memcpy(addr, in, alen);
 	addr[alen] = '\0';
 	af = memchr(addr, ':', alen) != NULL ? AF_INET6 : AF_INET;
@@ -322,18 +305,18 @@ policy__cidr(const char *in, size_t len, char *out, size_t outlen,
 	/* glibc's inet_pton takes only four dotted decimal parts without
 	 * leading zeros for IPv4, and refuses IPv6 zone ids. */
 	if (inet_pton(af, addr, bytes) != 1)
-		return seterr(err, errlen, "not an IPv4 or IPv6 address range");
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "not an IPv4 or IPv6 address range");
 	prefix = max;
 	if (slash != NULL && parse_prefix(slash + 1, len - alen - 1, max,
 	    &prefix) != 0)
-		return seterr(err, errlen, "the prefix length must be a number "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the prefix length must be a number "
 		    "from 0 to %u", max);
 	if (af == AF_INET6 && prefix >= 96) {
 		static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0,
 		    0, 0, 0, 0xff, 0xff };
 
 		if (memcmp(bytes, mapped, sizeof(mapped)) == 0)
-			return seterr(err, errlen, "an IPv4-mapped IPv6 range: "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "an IPv4-mapped IPv6 range: "
 			    "write it as IPv4");
 	}
 	for (i = 0; i < nbytes; i++) {
@@ -347,12 +330,12 @@ policy__cidr(const char *in, size_t len, char *out, size_t outlen,
 			hostbits = true;
 	}
 	if (inet_ntop(af, net, text, sizeof(text)) == NULL)
-		return seterr(err, errlen, "not an IPv4 or IPv6 address range");
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "not an IPv4 or IPv6 address range");
 	if (hostbits)
-		return seterr(err, errlen, "the address has bits set past the "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the address has bits set past the "
 		    "prefix length (the range is %s/%u)", text, prefix);
 	if ((size_t)snprintf(out, outlen, "%s/%u", text, prefix) >= outlen)
-		return seterr(err, errlen, "the cidr is too long");
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the cidr is too long");
 	return 0;
 }
 
@@ -408,16 +391,16 @@ url_path_encode(const char *p, size_t n, char *out, size_t outlen, char *err,
 			unsigned v;
 
 			if (i + 2 >= n || !is_hex(p[i + 1]) || !is_hex(p[i + 2]))
-				return seterr(err, errlen, "the URL path has an "
+				return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL path has an "
 				    "invalid %% escape");
 			v = hexval(p[i + 1]) << 4 | hexval(p[i + 2]);
 			i += 2;
 			if (v == '.' || v == '/' || v == '\\')
-				return seterr(err, errlen, "the URL path must "
+				return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL path must "
 				    "not encode '.', '/' or '\\' (%%2e, %%2f, "
 				    "%%5c are ambiguous)");
 			if (v < 0x20 || v == 0x7f)
-				return seterr(err, errlen, "the URL path must "
+				return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL path must "
 				    "not hold control characters");
 			if (unreserved((unsigned char)v)) {
 				enc[0] = (char)v;
@@ -429,13 +412,13 @@ url_path_encode(const char *p, size_t n, char *out, size_t outlen, char *err,
 			goto encode;
 		}
 		if (c == '\\')
-			return seterr(err, errlen, "the URL path must not hold "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL path must not hold "
 			    "a backslash");
 		if (c == '?' || c == '#')
-			return seterr(err, errlen, "a url rule must not have a "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "a url rule must not have a "
 			    "query or fragment");
 		if (c < 0x20 || c == 0x7f)
-			return seterr(err, errlen, "the URL path must not hold "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL path must not hold "
 			    "control characters");
 		if (path_plain(c)) {
 			enc[0] = (char)c;
@@ -452,7 +435,7 @@ encode:
 	}
 	return 0;
 toolong:
-	return seterr(err, errlen, "the URL is longer than %d bytes",
+	return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL is longer than %d bytes",
 	    POLICY_URL_MAX);
 }
 
@@ -507,27 +490,27 @@ policy__url(const char *in, size_t len, char *out, size_t outlen, char *err,
 	int r;
 
 	if (len == 0 || memchr(in, '\0', len) != NULL)
-		return seterr(err, errlen, "a url must not be empty");
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "a url must not be empty");
 	if (len > POLICY_URL_MAX)
-		return seterr(err, errlen, "the URL is longer than %d bytes",
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL is longer than %d bytes",
 		    POLICY_URL_MAX);
 	if (len >= 8 && strncasecmp(in, "https://", 8) == 0)
-		return seterr(err, errlen, "a url rule must be http:// (HTTPS "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "a url rule must be http:// (HTTPS "
 		    "destinations are allowed by host rules)");
 	if (len < 7 || strncasecmp(in, "http://", 7) != 0)
-		return seterr(err, errlen, "a url rule must start with "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "a url rule must start with "
 		    "http://");
 	a = in + 7;
 	for (ae = a; ae < end && *ae != '/' && *ae != '?' && *ae != '#' &&
 	    *ae != '\\'; ae++)
 		;
 	if (ae < end && *ae == '\\')
-		return seterr(err, errlen, "the URL must not hold a backslash");
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL must not hold a backslash");
 	if (memchr(a, '@', (size_t)(ae - a)) != NULL)
-		return seterr(err, errlen, "a url rule must not hold user "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "a url rule must not hold user "
 		    "information");
 	if (ae > a && *a == '[')
-		return seterr(err, errlen, "an IP address is not a host name: "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "an IP address is not a host name: "
 		    "use a cidr rule");
 	colon = memrchr(a, ':', (size_t)(ae - a));
 	if (colon != NULL) {
@@ -535,23 +518,23 @@ policy__url(const char *in, size_t len, char *out, size_t outlen, char *err,
 
 		port = 0;
 		if (pn == 0 || pn > 5 || colon[1] == '0')
-			return seterr(err, errlen, "the URL port must be a "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL port must be a "
 			    "number from 1 to 65535");
 		for (i = 0; i < pn; i++) {
 			if (colon[1 + i] < '0' || colon[1 + i] > '9')
-				return seterr(err, errlen, "the URL port must "
+				return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL port must "
 				    "be a number from 1 to 65535");
 			port = port * 10 + (unsigned long)(colon[1 + i] - '0');
 		}
 		if (port < 1 || port > 65535)
-			return seterr(err, errlen, "the URL port must be a "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL port must be a "
 			    "number from 1 to 65535");
 	}
 	if ((r = policy__host(a, (size_t)((colon != NULL ? colon : ae) - a),
 	    false, host, sizeof(host), err, errlen)) != 0)
 		return r;
 	if (ae < end && (*ae == '?' || *ae == '#'))
-		return seterr(err, errlen, "a url rule must not have a query "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "a url rule must not have a query "
 		    "or fragment");
 	if (ae == end) {
 		memcpy(path, "/", 2);
@@ -565,7 +548,7 @@ policy__url(const char *in, size_t len, char *out, size_t outlen, char *err,
 	else
 		r = snprintf(out, outlen, "http://%s:%lu%s", host, port, path);
 	if (r < 0 || (size_t)r >= outlen || (size_t)r > POLICY_URL_MAX)
-		return seterr(err, errlen, "the URL is longer than %d bytes",
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL is longer than %d bytes",
 		    POLICY_URL_MAX);
 	return 0;
 }

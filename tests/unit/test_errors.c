@@ -47,12 +47,28 @@ test_errno_mapping(void **state)
 		assert_true(moat_err_from_errno(e) < 0);
 }
 
+static void
+test_error_messages(void **state)
+{
+	char err[16];
+
+	(void)state;
+	moat_errf(err, sizeof(err), "field \"%s\" is required", "name");
+	assert_string_equal(err, "field \"name\" is");	/* truncated, terminated */
+	moat_errf(NULL, 0, "ignored %d", 1);
+	assert_int_equal(moat_fail(MOAT_ERR_PERM, err, sizeof(err), "no %s", "way"),
+	    MOAT_ERR_PERM);
+	assert_string_equal(err, "no way");
+	assert_int_equal(moat_fail(MOAT_ERR_INVAL, NULL, 0, "x"), MOAT_ERR_INVAL);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_code_has_a_distinct_description),
 		cmocka_unit_test(test_errno_mapping),
+		cmocka_unit_test(test_error_messages),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

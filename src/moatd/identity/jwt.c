@@ -17,7 +17,6 @@
  * exactly 64 bytes. Only then is the signature verified, and only then are
  * the claims parsed (again strictly) and checked.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,19 +30,6 @@
 #define JWT_B64V	sodium_base64_VARIANT_URLSAFE_NO_PADDING
 #define JWT_SIG_LEN	64
 #define JWT_ISSUER	"moat"
-
-static int __attribute__((format(printf, 3, 4)))
-jwt_deny(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return MOAT_ERR_PERM;
-}
 
 int
 jwt_sign(const struct keyset *ks, const json_t *claims, int64_t now,
@@ -141,29 +127,29 @@ jwt_check_header(const struct keyset *ks, const json_t *h,
 	json_object_foreach((json_t *)h, key, v) {
 		if (strcmp(key, "alg") != 0 && strcmp(key, "typ") != 0 &&
 		    strcmp(key, "kid") != 0)
-			return jwt_deny(err, errlen, "header has a field other "
+			return moat_fail(MOAT_ERR_PERM, err, errlen, "header has a field other "
 			    "than alg, typ and kid");
 	}
 	v = json_object_get(h, "alg");
 	if (v == NULL)
-		return jwt_deny(err, errlen, "header has no alg");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "header has no alg");
 	alg = json_string_value(v);
 	if (alg == NULL || json_string_length(v) != 5 ||
 	    strcmp(alg, "ES256") != 0)
-		return jwt_deny(err, errlen, "alg is not ES256");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "alg is not ES256");
 	v = json_object_get(h, "typ");
 	if (v != NULL && ((typ = json_string_value(v)) == NULL ||
 	    json_string_length(v) != 3 || strcmp(typ, "JWT") != 0))
-		return jwt_deny(err, errlen, "typ is not JWT");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "typ is not JWT");
 	v = json_object_get(h, "kid");
 	if (v == NULL)
-		return jwt_deny(err, errlen, "header has no kid");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "header has no kid");
 	kid = json_string_value(v);
 	if (kid == NULL || strlen(kid) != json_string_length(v) ||
 	    !keys_id_valid(kid))
-		return jwt_deny(err, errlen, "kid is malformed");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "kid is malformed");
 	if ((*jwk = keyset__jwt_verify_jwk(ks, kid)) == NULL)
-		return jwt_deny(err, errlen, "kid %s is not a known key", kid);
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "kid %s is not a known key", kid);
 	return 0;
 }
 
@@ -189,23 +175,23 @@ jwt_check_claims(const json_t *c, int64_t now, char *err, size_t errlen)
 	int p;
 
 	if ((p = jwt_int_claim(c, "exp", &exp)) < 0)
-		return jwt_deny(err, errlen, "exp is not an integer");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "exp is not an integer");
 	if (p == 0)
-		return jwt_deny(err, errlen, "token has no exp");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "token has no exp");
 	if (now - JWT_LEEWAY_S >= exp)
-		return jwt_deny(err, errlen, "token expired");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "token expired");
 	if ((p = jwt_int_claim(c, "nbf", &nbf)) < 0)
-		return jwt_deny(err, errlen, "nbf is not an integer");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "nbf is not an integer");
 	if (p > 0 && nbf > now + JWT_LEEWAY_S)
-		return jwt_deny(err, errlen, "token not valid yet (nbf)");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "token not valid yet (nbf)");
 	if ((p = jwt_int_claim(c, "iat", &iat)) < 0)
-		return jwt_deny(err, errlen, "iat is not an integer");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "iat is not an integer");
 	if (p > 0 && iat > now + JWT_LEEWAY_S)
-		return jwt_deny(err, errlen, "token issued in the future (iat)");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "token issued in the future (iat)");
 	iss = json_string_value(json_object_get(c, "iss"));
 	if (iss == NULL || strcmp(iss, JWT_ISSUER) != 0 ||
 	    json_string_length(json_object_get(c, "iss")) != strlen(JWT_ISSUER))
-		return jwt_deny(err, errlen, "iss is not moat");
+		return moat_fail(MOAT_ERR_PERM, err, errlen, "iss is not moat");
 	return 0;
 }
 
@@ -227,16 +213,16 @@ jwt_verify(const struct keyset *ks, const char *token, int64_t now,
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (ks == NULL || claims == NULL) {
-		r = jwt_deny(err, errlen, "no key set");
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "no key set");
 		goto out;
 	}
 	if (token == NULL) {
-		r = jwt_deny(err, errlen, "no token");
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "no token");
 		goto out;
 	}
 	n = strnlen(token, JWT_MAX_LEN + 1);
 	if (n > JWT_MAX_LEN) {
-		r = jwt_deny(err, errlen, "token longer than %d bytes",
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "token longer than %d bytes",
 		    JWT_MAX_LEN);
 		goto out;
 	}
@@ -246,13 +232,13 @@ jwt_verify(const struct keyset *ks, const char *token, int64_t now,
 			dots++;
 		else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')
 		    || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')) {
-			r = jwt_deny(err, errlen, "token has a character "
+			r = moat_fail(MOAT_ERR_PERM, err, errlen, "token has a character "
 			    "outside base64url");
 			goto out;
 		}
 	}
 	if (dots != 2) {
-		r = jwt_deny(err, errlen, "token is not three parts");
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "token is not three parts");
 		goto out;
 	}
 	d1 = strchr(token, '.');
@@ -260,36 +246,36 @@ jwt_verify(const struct keyset *ks, const char *token, int64_t now,
 	if ((hb = jwt_b64(token, (size_t)(d1 - token), &hl)) == NULL ||
 	    (pb = jwt_b64(d1 + 1, (size_t)(d2 - d1 - 1), &pl)) == NULL ||
 	    (sb = jwt_b64(d2 + 1, n - (size_t)(d2 + 1 - token), &sl)) == NULL) {
-		r = jwt_deny(err, errlen, "token part is not canonical "
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "token part is not canonical "
 		    "base64url");
 		goto out;
 	}
 	if ((h = jwt_json(hb, hl)) == NULL) {
-		r = jwt_deny(err, errlen, "header is not a JSON object");
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "header is not a JSON object");
 		goto out;
 	}
 	if ((r = jwt_check_header(ks, h, &jwk, err, errlen)) != 0)
 		goto out;
 	if (sl != JWT_SIG_LEN) {
-		r = jwt_deny(err, errlen, "signature is not 64 bytes");
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "signature is not 64 bytes");
 		goto out;
 	}
 	/* The header passed: now cjose verifies the signature. */
 	if ((jws = cjose_jws_import(token, n, &cerr)) == NULL) {
-		r = jwt_deny(err, errlen, "token refused by the JWS parser");
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "token refused by the JWS parser");
 		goto out;
 	}
 	if (!cjose_jws_verify(jws, jwk, &cerr)) {
-		r = jwt_deny(err, errlen, "bad signature");
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "bad signature");
 		goto out;
 	}
 	if (!cjose_jws_get_plaintext(jws, &plain, &plain_len, &cerr) ||
 	    plain_len != pl || memcmp(plain, pb, pl) != 0) {
-		r = jwt_deny(err, errlen, "payload mismatch");
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "payload mismatch");
 		goto out;
 	}
 	if ((c = jwt_json(pb, pl)) == NULL) {
-		r = jwt_deny(err, errlen, "claims are not a JSON object");
+		r = moat_fail(MOAT_ERR_PERM, err, errlen, "claims are not a JSON object");
 		goto out;
 	}
 	if ((r = jwt_check_claims(c, now, err, errlen)) != 0)

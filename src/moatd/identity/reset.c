@@ -10,7 +10,6 @@
  * the running moatd's collector, or straight into the chain when moatd is
  * stopped.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,18 +38,6 @@ reset_txn(struct store *st, void *arg)
 	return identity__revoke_user_sessions(st, c->user_id, NULL, &c->revoked);
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int
 identity_reset_password(const char *data_dir, const char *username,
     char *password_out, size_t len, char *err, size_t errlen)
@@ -72,46 +59,46 @@ identity_reset_password(const char *data_dir, const char *username,
 	if ((r = identity__global_init()) != 0)
 		return r;
 	if ((r = identity_check_name(username, false, NULL, 0)) != 0) {
-		set_err(err, errlen, "no user named \"%.64s\"", username);
+		moat_errf(err, errlen, "no user named \"%.64s\"", username);
 		return MOAT_ERR_NOTFOUND;
 	}
 	if ((r = identity_store_open_local(data_dir, &st)) != 0) {
-		set_err(err, errlen, "cannot open the store of %s: %s", data_dir,
+		moat_errf(err, errlen, "cannot open the store of %s: %s", data_dir,
 		    moat_strerror(r));
 		goto out;
 	}
 	r = store_find_one(st, IDENTITY_USERS, "username", username, &user);
 	if (r == MOAT_ERR_NOTFOUND) {
-		set_err(err, errlen, "no user named \"%s\"", username);
+		moat_errf(err, errlen, "no user named \"%s\"", username);
 		goto out;
 	}
 	if (r != 0) {
-		set_err(err, errlen, "cannot read the user: %s",
+		moat_errf(err, errlen, "cannot read the user: %s",
 		    moat_strerror(r));
 		goto out;
 	}
 	c.user_id = json_string_value(json_object_get(user, "id"));
 	if (c.user_id == NULL) {
 		r = MOAT_ERR_CORRUPT;
-		set_err(err, errlen, "the stored user has no id");
+		moat_errf(err, errlen, "the stored user has no id");
 		goto out;
 	}
 	had_totp = identity_totp_enabled(user) ||
 	    json_object_get(json_object_get(user, "sealed"), "totp_pending");
 	if ((r = identity__audit_open(&au, data_dir)) != 0) {
-		set_err(err, errlen, "cannot record an audit event (%s); "
+		moat_errf(err, errlen, "cannot record an audit event (%s); "
 		    "nothing was changed", moat_strerror(r));
 		goto out;
 	}
 	if ((r = identity__random_password(password, sizeof(password) - 1)) != 0 ||
 	    (r = identity_password_hash(password, hash)) != 0) {
-		set_err(err, errlen, "cannot make a password: %s",
+		moat_errf(err, errlen, "cannot make a password: %s",
 		    moat_strerror(r));
 		goto out;
 	}
 	c.hash = hash;
 	if ((r = store_transaction(st, reset_txn, &c)) != 0) {
-		set_err(err, errlen, "cannot update the user: %s",
+		moat_errf(err, errlen, "cannot update the user: %s",
 		    moat_strerror(r));
 		goto out;
 	}

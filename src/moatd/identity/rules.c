@@ -6,7 +6,6 @@
  */
 #include <ctype.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -160,18 +159,6 @@ identity__random_password(char *out, size_t len)
 	return 0;
 }
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static bool
 is_name_char(char c)
 {
@@ -186,44 +173,44 @@ identity_check_name(const char *name, bool reserved, char *err, size_t errlen)
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (name == NULL || name[0] == '\0') {
-		set_err(err, errlen, "a name must not be empty");
+		moat_errf(err, errlen, "a name must not be empty");
 		return MOAT_ERR_INVAL;
 	}
 	n = strnlen(name, NAME_MAX_LEN + 1);
 	if (n > NAME_MAX_LEN) {
-		set_err(err, errlen, "a name must be at most %d characters",
+		moat_errf(err, errlen, "a name must be at most %d characters",
 		    NAME_MAX_LEN);
 		return MOAT_ERR_INVAL;
 	}
 	for (i = 0; i < n; i++) {
 		if (!is_name_char(name[i])) {
-			set_err(err, errlen, "a name may contain only lower-case "
+			moat_errf(err, errlen, "a name may contain only lower-case "
 			    "letters a-z, digits and '-' (character %zu is not "
 			    "one)", i + 1);
 			return MOAT_ERR_INVAL;
 		}
 	}
 	if (name[0] == '-' || name[n - 1] == '-') {
-		set_err(err, errlen, "a name must start and end with a letter "
+		moat_errf(err, errlen, "a name must start and end with a letter "
 		    "or a digit");
 		return MOAT_ERR_INVAL;
 	}
 	if (strstr(name, "--") != NULL) {
-		set_err(err, errlen, "a name must not contain \"--\" (it "
+		moat_errf(err, errlen, "a name must not contain \"--\" (it "
 		    "separates the parts of an app host name)");
 		return MOAT_ERR_INVAL;
 	}
 	if (!reserved)
 		return 0;
 	if (strncmp(name, "systemd-", 8) == 0) {
-		set_err(err, errlen, "names starting with \"systemd-\" are "
+		moat_errf(err, errlen, "names starting with \"systemd-\" are "
 		    "reserved for system accounts");
 		return MOAT_ERR_INVAL;
 	}
 	for (i = 0; i < sizeof(reserved_names) / sizeof(reserved_names[0]);
 	    i++) {
 		if (strcmp(name, reserved_names[i]) == 0) {
-			set_err(err, errlen, "\"%s\" is reserved for a system "
+			moat_errf(err, errlen, "\"%s\" is reserved for a system "
 			    "account", reserved_names[i]);
 			return MOAT_ERR_INVAL;
 		}
@@ -241,12 +228,12 @@ identity_check_password(const char *password, const char *username,
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (password == NULL) {
-		set_err(err, errlen, "a password is required");
+		moat_errf(err, errlen, "a password is required");
 		return MOAT_ERR_INVAL;
 	}
 	n = strnlen(password, PASSWORD_MAX + 1);
 	if (n > PASSWORD_MAX) {
-		set_err(err, errlen, "a password must be at most %d bytes long",
+		moat_errf(err, errlen, "a password must be at most %d bytes long",
 		    PASSWORD_MAX);
 		return MOAT_ERR_INVAL;
 	}
@@ -256,7 +243,7 @@ identity_check_password(const char *password, const char *username,
 		if (((unsigned char)password[i] & 0xc0) != 0x80)
 			chars++;
 	if (chars < PASSWORD_MIN) {
-		set_err(err, errlen, "a password must be at least %d characters "
+		moat_errf(err, errlen, "a password must be at least %d characters "
 		    "long", PASSWORD_MIN);
 		return MOAT_ERR_INVAL;
 	}
@@ -264,20 +251,20 @@ identity_check_password(const char *password, const char *username,
 		if (password[i] != password[0])
 			same = false;
 	if (same) {
-		set_err(err, errlen, "a password must not be one character "
+		moat_errf(err, errlen, "a password must not be one character "
 		    "repeated");
 		return MOAT_ERR_INVAL;
 	}
 	if (username != NULL && strlen(username) >= 3 &&
 	    strcasestr(password, username) != NULL) {
-		set_err(err, errlen, "a password must not contain the user "
+		moat_errf(err, errlen, "a password must not contain the user "
 		    "name");
 		return MOAT_ERR_INVAL;
 	}
 	for (i = 0; i < sizeof(common_passwords) / sizeof(common_passwords[0]);
 	    i++) {
 		if (strcasecmp(password, common_passwords[i]) == 0) {
-			set_err(err, errlen, "this password is one of the most "
+			moat_errf(err, errlen, "this password is one of the most "
 			    "common ones; choose another");
 			return MOAT_ERR_INVAL;
 		}

@@ -21,7 +21,6 @@
  *
  * Error texts name what is wrong and never quote the line.
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,23 +60,6 @@ static const struct sshkey_type sshkey_types[] = {
 	    NID_X9_62_prime256v1, "nistp256", true },
 };
 #define NTYPES (sizeof(sshkey_types) / sizeof(sshkey_types[0]))
-
-static int
-sshkey_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-sshkey_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return MOAT_ERR_INVAL;
-}
 
 /* ---- wire format reader ---- */
 
@@ -121,15 +103,15 @@ rd_mpint_pos(struct rd *r, BIGNUM **out, char *err, size_t errlen)
 
 	*out = NULL;
 	if (rd_string(r, &s, &n) != 0)
-		return sshkey_fail(err, errlen, "the key data is truncated");
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is truncated");
 	if (n == 0 || (s[0] & 0x80) != 0)
-		return sshkey_fail(err, errlen, "an RSA number is zero or "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "an RSA number is zero or "
 		    "negative");
 	if (s[0] == 0 && (n == 1 || (s[1] & 0x80) == 0))
-		return sshkey_fail(err, errlen, "an RSA number is not minimally "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "an RSA number is not minimally "
 		    "encoded");
 	if (n > SSHKEY_RSA_MAX_BITS / 8 + 1)
-		return sshkey_fail(err, errlen, "RSA keys larger than %d bits "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "RSA keys larger than %d bits "
 		    "are not accepted", SSHKEY_RSA_MAX_BITS);
 	if ((*out = BN_bin2bn(s, (int)n, NULL)) == NULL)
 		return MOAT_ERR_NOMEM;
@@ -167,14 +149,14 @@ b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen,
 	*out = NULL;
 	*outlen = 0;
 	if (n == 0 || n % 4 != 0) {
-		r = sshkey_fail(err, errlen, "the key data is not valid base64");
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is not valid base64");
 		goto out;
 	}
 	if (s[n - 1] == '=')
 		pad = s[n - 2] == '=' ? 2 : 1;
 	for (i = 0; i < n - pad; i++) {
 		if (b64val((unsigned char)s[i]) < 0) {
-			r = sshkey_fail(err, errlen, "the key data is not valid "
+			r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is not valid "
 			    "base64");
 			goto out;
 		}
@@ -183,7 +165,7 @@ b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen,
 	 * decode to the same blob. */
 	if ((pad == 1 && (b64val((unsigned char)s[n - 2]) & 0x3) != 0) ||
 	    (pad == 2 && (b64val((unsigned char)s[n - 3]) & 0xf) != 0)) {
-		r = sshkey_fail(err, errlen, "the key data is not canonical "
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is not canonical "
 		    "base64");
 		goto out;
 	}
@@ -199,7 +181,7 @@ b64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen,
 	tmp[n] = '\0';
 	got = EVP_DecodeBlock(bin, (const unsigned char *)tmp, (int)n);
 	if (got < 0 || (size_t)got != n / 4 * 3 || (size_t)got <= pad) {
-		r = sshkey_fail(err, errlen, "the key data is not valid base64");
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is not valid base64");
 		goto out;
 	}
 	*out = bin;
@@ -225,16 +207,16 @@ check_ecdsa(const struct sshkey_type *t, struct rd *r, unsigned *bits,
 	int rc = MOAT_ERR_INVAL;
 
 	if (rd_string(r, &s, &n) != 0) {
-		rc = sshkey_fail(err, errlen, "the key data is truncated");
+		rc = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is truncated");
 		goto out;
 	}
 	if (!str_is(s, n, t->curve)) {
-		rc = sshkey_fail(err, errlen, "the curve in the key data does "
+		rc = moat_fail(MOAT_ERR_INVAL, err, errlen, "the curve in the key data does "
 		    "not match the key type");
 		goto out;
 	}
 	if (rd_string(r, &s, &n) != 0) {
-		rc = sshkey_fail(err, errlen, "the key data is truncated");
+		rc = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is truncated");
 		goto out;
 	}
 	if ((g = EC_GROUP_new_by_curve_name(t->nid)) == NULL ||
@@ -244,14 +226,14 @@ check_ecdsa(const struct sshkey_type *t, struct rd *r, unsigned *bits,
 	}
 	flen = ((size_t)EC_GROUP_get_degree(g) + 7) / 8;
 	if (n != 1 + 2 * flen || s[0] != 0x04) {
-		rc = sshkey_fail(err, errlen, "the ECDSA key is not an "
+		rc = moat_fail(MOAT_ERR_INVAL, err, errlen, "the ECDSA key is not an "
 		    "uncompressed curve point");
 		goto out;
 	}
 	if (EC_POINT_oct2point(g, pt, s, n, NULL) != 1 ||
 	    EC_POINT_is_at_infinity(g, pt) ||
 	    EC_POINT_is_on_curve(g, pt, NULL) != 1) {
-		rc = sshkey_fail(err, errlen, "the ECDSA key is not a valid "
+		rc = moat_fail(MOAT_ERR_INVAL, err, errlen, "the ECDSA key is not a valid "
 		    "point on its curve");
 		goto out;
 	}
@@ -274,22 +256,22 @@ check_rsa(struct rd *r, unsigned *bits, char *err, size_t errlen)
 		goto out;
 	rc = MOAT_ERR_INVAL;
 	if (!BN_is_odd(e) || BN_num_bits(e) < 2) {
-		rc = sshkey_fail(err, errlen, "the RSA exponent must be odd and "
+		rc = moat_fail(MOAT_ERR_INVAL, err, errlen, "the RSA exponent must be odd and "
 		    "at least 3");
 		goto out;
 	}
 	nb = BN_num_bits(n);
 	if (!BN_is_odd(n)) {
-		rc = sshkey_fail(err, errlen, "the RSA modulus is not valid");
+		rc = moat_fail(MOAT_ERR_INVAL, err, errlen, "the RSA modulus is not valid");
 		goto out;
 	}
 	if (nb < SSHKEY_RSA_MIN_BITS) {
-		rc = sshkey_fail(err, errlen, "RSA keys must have at least %d "
+		rc = moat_fail(MOAT_ERR_INVAL, err, errlen, "RSA keys must have at least %d "
 		    "bits (this one has %d)", SSHKEY_RSA_MIN_BITS, nb);
 		goto out;
 	}
 	if (nb > SSHKEY_RSA_MAX_BITS) {
-		rc = sshkey_fail(err, errlen, "RSA keys larger than %d bits are "
+		rc = moat_fail(MOAT_ERR_INVAL, err, errlen, "RSA keys larger than %d bits are "
 		    "not accepted", SSHKEY_RSA_MAX_BITS);
 		goto out;
 	}
@@ -312,17 +294,17 @@ check_blob(const struct sshkey_type *t, const uint8_t *blob, size_t len,
 	int rc;
 
 	if (rd_string(&r, &s, &n) != 0)
-		return sshkey_fail(err, errlen, "the key data is truncated");
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is truncated");
 	if (!str_is(s, n, t->name))
-		return sshkey_fail(err, errlen, "the key data is of another "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is of another "
 		    "type than the line says");
 	switch (t->kind) {
 	case SK_ED25519:
 		if (rd_string(&r, &s, &n) != 0)
-			return sshkey_fail(err, errlen, "the key data is "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is "
 			    "truncated");
 		if (n != 32)
-			return sshkey_fail(err, errlen, "an Ed25519 key must be "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "an Ed25519 key must be "
 			    "32 bytes");
 		*bits = 256;
 		break;
@@ -337,14 +319,14 @@ check_blob(const struct sshkey_type *t, const uint8_t *blob, size_t len,
 	}
 	if (t->sk) {
 		if (rd_string(&r, &s, &n) != 0)
-			return sshkey_fail(err, errlen, "the key data is "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is "
 			    "truncated (no FIDO application)");
 		if (n == 0 || n > SSHKEY_APP_MAX || memchr(s, '\0', n) != NULL)
-			return sshkey_fail(err, errlen, "the FIDO application "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the FIDO application "
 			    "is not valid");
 	}
 	if (r.off != r.len)
-		return sshkey_fail(err, errlen, "the key data has trailing "
+		return moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data has trailing "
 		    "bytes");
 	return 0;
 }
@@ -404,10 +386,10 @@ copy_comment(const char *s, size_t n, char *out, size_t outlen, char *err,
 		unsigned char c = (unsigned char)s[i];
 
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
-			return sshkey_fail(err, errlen, "the comment holds "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the comment holds "
 			    "control characters");
 		if ((l = utf8_seq((const unsigned char *)s + i, n - i)) == 0)
-			return sshkey_fail(err, errlen, "the comment is not "
+			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the comment is not "
 			    "valid UTF-8");
 		if (o + l < outlen) {
 			memcpy(out + o, s + i, l);
@@ -462,7 +444,7 @@ sshkey_parse(const char *line, size_t len, struct sshkey_info *info,
 		err[0] = '\0';
 	if (len > SSHKEY_LINE_MAX) {
 		r = MOAT_ERR_TOOBIG;
-		sshkey_fail(err, errlen, "the key line is longer than %d KiB",
+		moat_fail(MOAT_ERR_INVAL, err, errlen, "the key line is longer than %d KiB",
 		    SSHKEY_LINE_MAX / 1024);
 		goto out;
 	}
@@ -475,7 +457,7 @@ sshkey_parse(const char *line, size_t len, struct sshkey_info *info,
 		end--;
 	for (i = 0; i < (size_t)(end - p); i++) {
 		if (p[i] == '\n' || p[i] == '\r' || p[i] == '\0') {
-			r = sshkey_fail(err, errlen, "the key must be a single "
+			r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key must be a single "
 			    "line");
 			goto out;
 		}
@@ -485,11 +467,11 @@ sshkey_parse(const char *line, size_t len, struct sshkey_info *info,
 	while (end > p && is_blank(end[-1]))
 		end--;
 	if (p == end) {
-		r = sshkey_fail(err, errlen, "the key line is empty");
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key line is empty");
 		goto out;
 	}
 	if (*p == '#') {
-		r = sshkey_fail(err, errlen, "the key line is a comment");
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key line is a comment");
 		goto out;
 	}
 	tok = p;
@@ -501,17 +483,17 @@ sshkey_parse(const char *line, size_t len, struct sshkey_info *info,
 			t = &sshkey_types[i];
 	if (t == NULL) {
 		if (str_is((const uint8_t *)tok, tn, "ssh-dss"))
-			r = sshkey_fail(err, errlen, "DSA keys are not accepted "
+			r = moat_fail(MOAT_ERR_INVAL, err, errlen, "DSA keys are not accepted "
 			    "(weak); use an Ed25519 key");
 		else if (tn > sizeof(certsfx) - 1 && memcmp(tok + tn -
 		    (sizeof(certsfx) - 1), certsfx, sizeof(certsfx) - 1) == 0)
-			r = sshkey_fail(err, errlen, "certificates are not "
+			r = moat_fail(MOAT_ERR_INVAL, err, errlen, "certificates are not "
 			    "accepted; register the plain public key");
 		else if (looks_like_options(tok, tn, p, (size_t)(end - p)))
-			r = sshkey_fail(err, errlen, "options before the key "
+			r = moat_fail(MOAT_ERR_INVAL, err, errlen, "options before the key "
 			    "type are not accepted");
 		else
-			r = sshkey_fail(err, errlen, "unknown or unsupported key "
+			r = moat_fail(MOAT_ERR_INVAL, err, errlen, "unknown or unsupported key "
 			    "type");
 		goto out;
 	}
@@ -522,7 +504,7 @@ sshkey_parse(const char *line, size_t len, struct sshkey_info *info,
 		p++;
 	bn = (size_t)(p - b64);
 	if (bn == 0) {
-		r = sshkey_fail(err, errlen, "the key data is missing");
+		r = moat_fail(MOAT_ERR_INVAL, err, errlen, "the key data is missing");
 		goto out;
 	}
 	while (p < end && is_blank(*p))

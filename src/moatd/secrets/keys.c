@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,18 +83,6 @@ struct keys {
 	char *failed_fp;		/* last refused version (logged once) */
 	int failed_err;
 };
-
-static void __attribute__((format(printf, 3, 4)))
-keys_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 bool
 keys_id_valid(const char *s)
@@ -295,37 +282,37 @@ keyring_parse(const uint8_t *data, size_t len, struct keyset **out,
 	int r = MOAT_ERR_PARSE;
 
 	*out = NULL;
-	keys_errf(err, errlen, "keyring.json: invalid");
+	moat_errf(err, errlen, "keyring.json: invalid");
 	if (data == NULL) {
-		keys_errf(err, errlen, "keyring.json: empty");
+		moat_errf(err, errlen, "keyring.json: empty");
 		goto out;
 	}
 	if ((r = json_parse_object(data, len, KEYS_KEYRING_MAX, &root, jerr,
 	    sizeof(jerr))) != 0) {
-		keys_errf(err, errlen, "keyring.json: %s", jerr);
+		moat_errf(err, errlen, "keyring.json: %s", jerr);
 		goto out;
 	}
 	r = MOAT_ERR_PARSE;
 	if (json_check_fields(root, top, 2, jerr, sizeof(jerr)) != 0) {
-		keys_errf(err, errlen, "keyring.json: %s", jerr);
+		moat_errf(err, errlen, "keyring.json: %s", jerr);
 		goto out;
 	}
 	primary = json_get_str(root, "primary");
 	keys = json_object_get(root, "keys");
 	n = json_array_size(keys);
 	if (!keys_id_valid(primary)) {
-		keys_errf(err, errlen, "keyring.json: \"primary\" must be 1 to "
+		moat_errf(err, errlen, "keyring.json: \"primary\" must be 1 to "
 		    "%d characters of A-Z a-z 0-9 . _ -", KEYS_ID_MAX);
 		goto out;
 	}
 	if (n == 0) {
-		keys_errf(err, errlen, "keyring.json: \"keys\" is empty");
+		moat_errf(err, errlen, "keyring.json: \"keys\" is empty");
 		goto out;
 	}
 	r = MOAT_ERR_NOMEM;
 	if (sodium_init() < 0 || (ks = keyset_new()) == NULL ||
 	    (ks->keks = sodium_malloc(n * sizeof(*ks->keks))) == NULL) {
-		keys_errf(err, errlen, "keyring.json: out of memory");
+		moat_errf(err, errlen, "keyring.json: out of memory");
 		goto out;
 	}
 	sodium_memzero(ks->keks, n * sizeof(*ks->keks));
@@ -335,33 +322,33 @@ keyring_parse(const uint8_t *data, size_t len, struct keyset **out,
 		const char *id, *key;
 
 		if (!json_is_object(e)) {
-			keys_errf(err, errlen, "keyring.json: keys[%zu] must "
+			moat_errf(err, errlen, "keyring.json: keys[%zu] must "
 			    "be an object", i);
 			goto out;
 		}
 		if (json_check_fields(e, entry, 3, jerr, sizeof(jerr)) != 0) {
-			keys_errf(err, errlen, "keyring.json: keys[%zu]: %s",
+			moat_errf(err, errlen, "keyring.json: keys[%zu]: %s",
 			    i, jerr);
 			goto out;
 		}
 		id = json_get_str(e, "id");
 		key = json_get_str(e, "key");
 		if (!keys_id_valid(id)) {
-			keys_errf(err, errlen, "keyring.json: keys[%zu]: \"id\" "
+			moat_errf(err, errlen, "keyring.json: keys[%zu]: \"id\" "
 			    "must be 1 to %d characters of A-Z a-z 0-9 . _ -",
 			    i, KEYS_ID_MAX);
 			goto out;
 		}
 		for (j = 0; j < i; j++)
 			if (strcmp(ks->keks[j].id, id) == 0) {
-				keys_errf(err, errlen, "keyring.json: keys[%zu]:"
+				moat_errf(err, errlen, "keyring.json: keys[%zu]:"
 				    " duplicate id \"%s\"", i, id);
 				goto out;
 			}
 		memcpy(kk->id, id, strlen(id) + 1);
 		if (keys_b64_key(key, json_string_length(json_object_get(e,
 		    "key")), kk->key, &kk->len) != 0) {
-			keys_errf(err, errlen, "keyring.json: key \"%s\": \"key\""
+			moat_errf(err, errlen, "keyring.json: key \"%s\": \"key\""
 			    " must be standard base64 of exactly 16 or 32 bytes",
 			    id);
 			goto out;
@@ -373,7 +360,7 @@ keyring_parse(const uint8_t *data, size_t len, struct keyset **out,
 		}
 	}
 	if (!have_primary) {
-		keys_errf(err, errlen, "keyring.json: primary key \"%s\" is not "
+		moat_errf(err, errlen, "keyring.json: primary key \"%s\" is not "
 		    "in \"keys\"", primary);
 		goto out;
 	}
@@ -637,15 +624,15 @@ keyset_from_files(const struct moatd_secret_file *files, size_t n,
 
 	*out = NULL;
 	if ((kr = keys_file(files, n, "keyring.json")) == NULL) {
-		keys_errf(err, errlen, "keyring.json: missing");
+		moat_errf(err, errlen, "keyring.json: missing");
 		goto out;
 	}
 	if ((sp = keys_file(files, n, "jwt-signing.pem")) == NULL) {
-		keys_errf(err, errlen, "jwt-signing.pem: missing");
+		moat_errf(err, errlen, "jwt-signing.pem: missing");
 		goto out;
 	}
 	if ((sk = keys_file(files, n, "jwt-signing.kid")) == NULL) {
-		keys_errf(err, errlen, "jwt-signing.kid: missing");
+		moat_errf(err, errlen, "jwt-signing.kid: missing");
 		goto out;
 	}
 	if ((r = keyring_parse(kr->data, kr->len, &ks, err, errlen)) != 0)
@@ -656,36 +643,36 @@ keyset_from_files(const struct moatd_secret_file *files, size_t n,
 			nverify++;
 	r = MOAT_ERR_TOOBIG;
 	if (nverify > KEYS_MAX_VERIFY) {
-		keys_errf(err, errlen, "jwt-verify-*.pem: more than %d files",
+		moat_errf(err, errlen, "jwt-verify-*.pem: more than %d files",
 		    KEYS_MAX_VERIFY);
 		goto out;
 	}
 	r = MOAT_ERR_NOMEM;
 	if ((ks->jwts = calloc(nverify + 1, sizeof(*ks->jwts))) == NULL) {
-		keys_errf(err, errlen, "out of memory");
+		moat_errf(err, errlen, "out of memory");
 		goto out;
 	}
 
 	r = MOAT_ERR_PARSE;
 	if (keys_kid_text(sk, kid) != 0) {
-		keys_errf(err, errlen, "jwt-signing.kid: must hold 1 to %d "
+		moat_errf(err, errlen, "jwt-signing.kid: must hold 1 to %d "
 		    "characters of A-Z a-z 0-9 . _ -", KEYS_ID_MAX);
 		goto out;
 	}
 	ks->sign = keys_pem_key(sp->data, sp->len, false, &priv);
 	if (ks->sign == NULL) {
-		keys_errf(err, errlen, "jwt-signing.pem: not a PEM private key "
+		moat_errf(err, errlen, "jwt-signing.pem: not a PEM private key "
 		    "(unencrypted, at most %d bytes)", KEYS_PEM_MAX);
 		goto out;
 	}
 	if (!keys_is_p256(ks->sign)) {
-		keys_errf(err, errlen, "jwt-signing.pem: not an EC P-256 key");
+		moat_errf(err, errlen, "jwt-signing.pem: not an EC P-256 key");
 		goto out;
 	}
 	r = MOAT_ERR_CRYPTO;
 	if ((ks->sign_jwk = keys_cjose_jwk(ks->sign, true, kid)) == NULL ||
 	    keys_add_jwt(ks, ks->sign, kid) != 0) {
-		keys_errf(err, errlen, "jwt-signing.pem: cannot use the key");
+		moat_errf(err, errlen, "jwt-signing.pem: cannot use the key");
 		goto out;
 	}
 
@@ -697,7 +684,7 @@ keyset_from_files(const struct moatd_secret_file *files, size_t n,
 			continue;
 		r = MOAT_ERR_PARSE;
 		if (kid[0] == '\0') {
-			keys_errf(err, errlen, "%s: the key id after "
+			moat_errf(err, errlen, "%s: the key id after "
 			    "\"jwt-verify-\" must be 1 to %d characters of "
 			    "A-Z a-z 0-9 . _ -", files[i].name, KEYS_ID_MAX);
 			goto out;
@@ -705,7 +692,7 @@ keyset_from_files(const struct moatd_secret_file *files, size_t n,
 		EVP_PKEY_free(pk);
 		pk = keys_pem_key(files[i].data, files[i].len, true, &priv);
 		if (pk == NULL || !keys_is_p256(pk)) {
-			keys_errf(err, errlen, "%s: not a PEM EC P-256 public or "
+			moat_errf(err, errlen, "%s: not a PEM EC P-256 public or "
 			    "private key", files[i].name);
 			goto out;
 		}
@@ -714,19 +701,19 @@ keyset_from_files(const struct moatd_secret_file *files, size_t n,
 			 * (a rotation left the file); two keys are not. */
 			if (EVP_PKEY_eq(dup->pub, pk) == 1)
 				continue;
-			keys_errf(err, errlen, "%s: key id \"%s\" names another "
+			moat_errf(err, errlen, "%s: key id \"%s\" names another "
 			    "key already", files[i].name, kid);
 			goto out;
 		}
 		r = MOAT_ERR_CRYPTO;
 		if (keys_add_jwt(ks, pk, kid) != 0) {
-			keys_errf(err, errlen, "%s: cannot use the key",
+			moat_errf(err, errlen, "%s: cannot use the key",
 			    files[i].name);
 			goto out;
 		}
 	}
 	if ((r = keys_build_jwks(ks)) != 0) {
-		keys_errf(err, errlen, "cannot build the JWK Set");
+		moat_errf(err, errlen, "cannot build the JWK Set");
 		goto out;
 	}
 	*out = ks;
@@ -793,24 +780,24 @@ keys_read(int vfd, struct keys_file_data *f, size_t max, char *err,
 	fd = openat(vfd, f->name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		r = moat_err_from_errno(errno);
-		keys_errf(err, errlen, "%s: cannot open: %s", f->name,
+		moat_errf(err, errlen, "%s: cannot open: %s", f->name,
 		    strerror(errno));
 		return r;
 	}
 	r = MOAT_ERR_INVAL;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		keys_errf(err, errlen, "%s: not a regular file", f->name);
+		moat_errf(err, errlen, "%s: not a regular file", f->name);
 		goto out;
 	}
 	r = MOAT_ERR_TOOBIG;
 	if ((uint64_t)st.st_size > max) {
-		keys_errf(err, errlen, "%s: larger than %zu bytes", f->name,
+		moat_errf(err, errlen, "%s: larger than %zu bytes", f->name,
 		    max);
 		goto out;
 	}
 	r = MOAT_ERR_NOMEM;
 	if ((f->data = malloc(max + 1)) == NULL) {
-		keys_errf(err, errlen, "%s: out of memory", f->name);
+		moat_errf(err, errlen, "%s: out of memory", f->name);
 		goto out;
 	}
 	for (;;) {
@@ -819,7 +806,7 @@ keys_read(int vfd, struct keys_file_data *f, size_t max, char *err,
 			continue;
 		if (got < 0) {
 			r = moat_err_from_errno(errno);
-			keys_errf(err, errlen, "%s: read failed: %s", f->name,
+			moat_errf(err, errlen, "%s: read failed: %s", f->name,
 			    strerror(errno));
 			goto out;
 		}
@@ -828,7 +815,7 @@ keys_read(int vfd, struct keys_file_data *f, size_t max, char *err,
 		off += (size_t)got;
 		if (off > max) {
 			r = MOAT_ERR_TOOBIG;
-			keys_errf(err, errlen, "%s: larger than %zu bytes",
+			moat_errf(err, errlen, "%s: larger than %zu bytes",
 			    f->name, max);
 			goto out;
 		}
@@ -866,7 +853,7 @@ keys_scan_dir(const char *dir, struct keys_scan *s, bool read, char *err,
 	buf_init(&s->fp, KEYS_FP_MAX);
 	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		r = moat_err_from_errno(errno);
-		keys_errf(err, errlen, "%s: cannot open: %s", dir,
+		moat_errf(err, errlen, "%s: cannot open: %s", dir,
 		    strerror(errno));
 		goto out;
 	}
@@ -881,12 +868,12 @@ keys_scan_dir(const char *dir, struct keys_scan *s, bool read, char *err,
 		s->vfd = dup(dfd);
 	} else {
 		r = moat_err_from_errno(errno);
-		keys_errf(err, errlen, "%s/..data: %s", dir, strerror(errno));
+		moat_errf(err, errlen, "%s/..data: %s", dir, strerror(errno));
 		goto out;
 	}
 	if (s->vfd < 0) {
 		r = moat_err_from_errno(errno);
-		keys_errf(err, errlen, "%s/..data: cannot open: %s", dir,
+		moat_errf(err, errlen, "%s/..data: cannot open: %s", dir,
 		    strerror(errno));
 		goto out;
 	}
@@ -899,7 +886,7 @@ keys_scan_dir(const char *dir, struct keys_scan *s, bool read, char *err,
 		r = moat_err_from_errno(errno);
 		if (fd2 >= 0)
 			close(fd2);
-		keys_errf(err, errlen, "%s: cannot list: %s", dir,
+		moat_errf(err, errlen, "%s: cannot list: %s", dir,
 		    strerror(errno));
 		goto out;
 	}
@@ -910,7 +897,7 @@ keys_scan_dir(const char *dir, struct keys_scan *s, bool read, char *err,
 		r = MOAT_ERR_TOOBIG;
 		if (nn >= 3 + KEYS_MAX_VERIFY ||
 		    strlen(de->d_name) >= sizeof(names[0].name)) {
-			keys_errf(err, errlen, "jwt-verify-*.pem: more than %d "
+			moat_errf(err, errlen, "jwt-verify-*.pem: more than %d "
 			    "files or a name too long", KEYS_MAX_VERIFY);
 			goto out;
 		}
@@ -927,7 +914,7 @@ keys_scan_dir(const char *dir, struct keys_scan *s, bool read, char *err,
 			r = moat_err_from_errno(errno);
 			if (errno == ENOENT && i >= 3)
 				continue;	/* vanished: not part of it */
-			keys_errf(err, errlen, "%s: %s", names[i].name,
+			moat_errf(err, errlen, "%s: %s", names[i].name,
 			    strerror(errno));
 			goto out;
 		}
