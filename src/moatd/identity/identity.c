@@ -422,8 +422,8 @@ identity_user_roles(struct identity *id, const char *user_id, role_mask *out)
 
 /* --- Revocation and disabling. --- */
 
-static int
-revoke_mutate(json_t *doc, void *arg)
+int
+identity__revoke_mutate(json_t *doc, void *arg)
 {
 	(void)arg;
 	if (json_is_true(json_object_get(doc, "revoked")))
@@ -452,7 +452,7 @@ revoke_all(struct store *st, const char *coll, const char *user_id,
 			continue;
 		if (keep != NULL && strcmp(did, keep) == 0)
 			continue;
-		if ((r = identity__update(st, coll, did, revoke_mutate, NULL,
+		if ((r = identity__update(st, coll, did, identity__revoke_mutate, NULL,
 		    NULL)) != 0 && r != MOAT_ERR_NOTFOUND)
 			break;
 		r = 0;

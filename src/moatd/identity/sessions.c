@@ -382,16 +382,6 @@ out:
 	return r;
 }
 
-static int
-revoke_mutate(json_t *doc, void *arg)
-{
-	(void)arg;
-	if (json_is_true(json_object_get(doc, "revoked")))
-		return 1;
-	return json_object_set_new(doc, "revoked", json_true()) == 0 ? 0 :
-	    MOAT_ERR_NOMEM;
-}
-
 int
 identity_session_revoke(struct identity *id, const char *session_id)
 {
@@ -399,7 +389,7 @@ identity_session_revoke(struct identity *id, const char *session_id)
 
 	if (session_id == NULL || session_id[0] == '\0')
 		return MOAT_ERR_NOTFOUND;
-	r = identity__update(id->store, IDENTITY_SESSIONS, session_id, revoke_mutate,
+	r = identity__update(id->store, IDENTITY_SESSIONS, session_id, identity__revoke_mutate,
 	    NULL, NULL);
 	identity__cache_drop(id, NULL, session_id, NULL);
 	return r;

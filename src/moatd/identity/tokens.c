@@ -152,16 +152,6 @@ out:
 	return r;
 }
 
-static int
-revoke_mutate(json_t *doc, void *arg)
-{
-	(void)arg;
-	if (json_is_true(json_object_get(doc, "revoked")))
-		return 1;
-	return json_object_set_new(doc, "revoked", json_true()) == 0 ? 0 :
-	    MOAT_ERR_NOMEM;
-}
-
 int
 identity_token_revoke(struct identity *id, const struct principal *p,
     const char *token_id)
@@ -183,7 +173,7 @@ identity_token_revoke(struct identity *id, const struct principal *p,
 		return MOAT_ERR_NOTFOUND;
 	}
 	json_decref(t);
-	r = identity__update(id->store, IDENTITY_TOKENS, token_id, revoke_mutate, NULL,
+	r = identity__update(id->store, IDENTITY_TOKENS, token_id, identity__revoke_mutate, NULL,
 	    NULL);
 	identity__cache_drop(id, NULL, NULL, token_id);
 	return r;
