@@ -59,8 +59,9 @@ fz_handler(struct http_request *req, void *arg)
 	if (r == 0) {
 		fz_check_host(&t);
 		host = http_req_header(req, "host");
-		if (host != NULL && !connect)
-			(void)proxy_check_host_header(&t, host, &why);
+		if (host != NULL && !connect &&
+		    proxy_check_host_header(&t, host, &why) != 0 && why == NULL)
+			abort();
 		memset(&dr, 0, sizeof(dr));
 		dr.host = t.host;
 		dr.is_literal = t.is_literal;
