@@ -94,7 +94,7 @@ cli_parse(const char *cmd, int argc, char **argv,
 		}
 	}
 	if (np < minpos) {
-		fprintf(stderr, "%s: missing argument (usage: ", cmd);
+		fprintf(stderr, "%s: missing argument\n", cmd);
 		usage(stderr);
 		return CLI_PARSE_ERR;
 	}
