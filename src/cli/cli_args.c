@@ -94,8 +94,8 @@ cli_parse(const char *cmd, int argc, char **argv,
 		}
 	}
 	if (np < minpos) {
-		fprintf(stderr, "%s: missing argument\n", cmd);
-		usage(stderr);
+		fprintf(stderr, "%s: missing argument (try %s --help)\n", cmd,
+		    cmd);
 		return CLI_PARSE_ERR;
 	}
 	*npos = np;

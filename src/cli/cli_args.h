@@ -48,7 +48,8 @@ struct cli_opt {
 /* Parses argv[1..argc) (argv[0] is the verb, e.g. "create") against opts
  * (n entries). Positionals go to pos[] in order, at least minpos and at
  * most maxpos of them; *npos receives their count. cmd names the command
- * in messages ("moat token create"); usage prints the verb's help. */
+ * in messages ("moat token create"); usage prints the verb's help for
+ * -h/--help (errors stay one line: "... (try CMD --help)"). */
 int cli_parse(const char *cmd, int argc, char **argv,
     const struct cli_opt *opts, size_t n, const char **pos, size_t minpos,
     size_t maxpos, size_t *npos, void (*usage)(FILE *f));

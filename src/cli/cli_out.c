@@ -264,7 +264,9 @@ cli_prompt(const char *prompt, bool secret, char *buf, size_t size)
 		return MOAT_ERR_TOOBIG;
 	if ((fd = tty_open()) < 0)
 		return MOAT_ERR_UNSUPPORTED;
-	tty_write(fd, prompt);
+	/* Echo goes off before the prompt is shown (as in readpassphrase):
+	 * TCSAFLUSH drops typed-ahead input, which must not include an
+	 * answer typed after the prompt appeared. */
 	if (secret && tcgetattr(fd, &echo_saved) == 0) {
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = restore_and_die;
@@ -278,6 +280,7 @@ cli_prompt(const char *prompt, bool secret, char *buf, size_t size)
 		echo_off_fd = fd;
 		echo_off = tcsetattr(fd, TCSAFLUSH, &t) == 0;
 	}
+	tty_write(fd, prompt);
 	for (;;) {
 		ssize_t got = read(fd, &c, 1);
 

@@ -367,7 +367,16 @@ def pty_login(cli, m, answer: str, pw: str, timeout=60):
                 shown += data
             if steps and steps[0][0] in shown:
                 os.write(fd, steps.pop(0)[1])
-        _, status = os.waitpid(pid, 0)
+        done, status = 0, 0
+        end = time.monotonic() + 10
+        while done == 0 and time.monotonic() < end:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        if done == 0:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            pytest.fail("moat login on a pty did not finish; it showed:\n"
+                        + shown.decode("utf-8", "replace"))
     finally:
         os.close(fd)
     return os.waitstatus_to_exitcode(status), shown.decode("utf-8",
