@@ -1,17 +1,25 @@
 /*
- * cli.h - what the moat command's files share: the subcommand table entry
- * and the entry point of each verb group (one file each, cmd_<verb>.c).
+ * cli.h - what the moat command's files share: exit statuses, the
+ * subcommand table entry, and the entry point of each verb group (one file
+ * each, cmd_<verb>.c).
  *
  * A verb group's function receives argv starting at its own name
  * (argv[0] == "audit") and returns the process exit status:
- * 0 success, 1 a check failed (e.g. a broken chain), 2 usage or
- * operational error (bad flags, unreadable file). It prints errors as one
- * line on stderr.
+ * 0 success, 1 the operation failed (the server refused, a check failed,
+ * the network or a file let us down), 2 usage error (bad flags or
+ * arguments). It prints errors as one line on stderr, starting "moat: ".
+ *
+ * The shared pieces live in their own modules: cli_args.h (option
+ * parsing), cli_config.h (the config file with tokens and trust),
+ * cli_http.h (HTTPS to moatd over libcurl, certificate pinning, API errors)
+ * and cli_out.h (tables, JSON, times, terminal prompts).
  */
 #ifndef MOAT_CLI_H
 #define MOAT_CLI_H
 
+#include <stddef.h>
 #include <stdio.h>
+#include <time.h>
 
 #ifndef MOAT_VERSION
 #define MOAT_VERSION "0.1.0-dev"
@@ -28,7 +36,48 @@ struct cli_command {
 	void (*usage)(FILE *f);	/* moat help NAME */
 };
 
+/* Runs the subcommand argv[1] of a verb group from subs (n entries):
+ * "--help", "-h" and "help" print usage to stdout (exit 0); a missing
+ * subcommand prints it to stderr (exit 2); an unknown one is one error
+ * line (exit 2). group is the name used in messages ("token"). */
+int cli_dispatch(const char *group, int argc, char **argv,
+    const struct cli_command *subs, size_t n, void (*usage)(FILE *f));
+
+/* moat login's helpers, exposed for the unit tests. */
+
+/* "host:8443/" or "https://host:8443" -> url "https://host:8443" (no
+ * trailing slash) and a default server nickname "host:8443" (characters
+ * outside [A-Za-z0-9._:-] become '_'). Refuses other schemes, user info,
+ * queries and fragments. */
+int cli_login_parse_url(const char *in, char *url, size_t urllen,
+    char *name, size_t namelen);
+
+/* The name of the API token a login creates: a user-name-like label of at
+ * most 20 characters, "cli-HOST-MMDDhhmm" (HOST: up to 7 characters of
+ * the host name, lower-cased, other characters as '-'); attempt > 0 (the
+ * name was taken) shortens HOST and appends 2 more characters. */
+void cli_login_token_name(char out[21], const char *host, time_t now,
+    unsigned attempt);
+
 int cmd_audit(int argc, char **argv);
 void cmd_audit_usage(FILE *f);
+int cmd_login(int argc, char **argv);
+void cmd_login_usage(FILE *f);
+int cmd_logout(int argc, char **argv);
+void cmd_logout_usage(FILE *f);
+int cmd_whoami(int argc, char **argv);
+void cmd_whoami_usage(FILE *f);
+int cmd_use(int argc, char **argv);
+void cmd_use_usage(FILE *f);
+int cmd_token(int argc, char **argv);
+void cmd_token_usage(FILE *f);
+int cmd_user(int argc, char **argv);
+void cmd_user_usage(FILE *f);
+int cmd_sshkey(int argc, char **argv);
+void cmd_sshkey_usage(FILE *f);
+int cmd_secret(int argc, char **argv);
+void cmd_secret_usage(FILE *f);
+int cmd_policy(int argc, char **argv);
+void cmd_policy_usage(FILE *f);
 
 #endif
