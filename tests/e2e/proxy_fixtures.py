@@ -605,7 +605,6 @@ def proxy_curl(proxy: MoatProxy, url: str, *extra: str,
                tunnel: bool = False, timeout: float = 10.0):
     """curl -x through the proxy inside its namespace; returns
     moat_harness.Response (raises CurlError without an HTTP answer)."""
-    import moat_harness as mh
     args = ["-x", proxy.proxy_url]
     if tunnel:
         args.append("--proxytunnel")
