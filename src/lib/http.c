@@ -1440,6 +1440,17 @@ http_req_header(const struct http_request *req, const char *name)
 	return NULL;
 }
 
+bool
+http_req_header_at(const struct http_request *req, size_t i,
+    const char **name, const char **value)
+{
+	if (i >= req->nhdrs)
+		return false;
+	*name = http__hdr_name(req, &req->hdrs[i]);
+	*value = http__hdr_value(req, &req->hdrs[i]);
+	return true;
+}
+
 const char *
 http_req_param(const struct http_request *req, const char *name)
 {

@@ -131,6 +131,10 @@ const char *http_req_query(const struct http_request *req);  /* "" if none */
 const char *http_req_target(const struct http_request *req); /* as sent */
 /* First value of a header (case-insensitive name), or NULL. */
 const char *http_req_header(const struct http_request *req, const char *name);
+/* The i-th header field in the order received (0-based): false past the
+ * last. name and value borrowed like the others (moat-proxy forwards them). */
+bool http_req_header_at(const struct http_request *req, size_t i,
+    const char **name, const char **value);
 /* Value of a "{name}" route segment, percent-decoded, or NULL. */
 const char *http_req_param(const struct http_request *req, const char *name);
 /* Decoded body (chunked bodies already joined); *len may be 0. */

@@ -1,0 +1,329 @@
+/*
+ * relay.c - bidirectional relay between two bufferevents (see relay.h).
+ *
+ * Per direction (client to upstream "up", upstream to client "down"):
+ * filter first (when set), then chain moves from the source's input to the
+ * destination's output, never letting the output hold more than
+ * high_water: past it the source stops reading, and the destination's
+ * write callback (low watermark high_water/2) resumes it. A source's EOF
+ * becomes shutdown(SHUT_WR) on the destination once its output is empty.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/bufferevent_ssl.h>
+
+#include "log.h"
+#include "relay.h"
+
+#define RELAY_HIGH_DEFAULT (256 * 1024)
+#define RELAY_FILTER_MAX_DEFAULT (64 * 1024)
+#define RELAY_LINGER_MS 2000
+
+enum { DIR_UP = 0, DIR_DOWN = 1 };
+
+struct relay_side {
+	struct bufferevent *bev;
+	bool eof;		/* no more input from this side */
+	bool shut;		/* our write side towards it is shut */
+	bool tls;		/* a TLS bufferevent: no half-close */
+};
+
+struct relay {
+	struct event_base *base;
+	struct relay_side c, u;
+	struct relay_opts o;
+	struct event *timer;
+	bool started;		/* first step done (from the timer) */
+	bool lingering;		/* one-way: answer sent, waiting for client EOF */
+	bool filtered[2];	/* the direction's filter said done */
+	uint64_t bytes[2];
+	uint64_t start_ns, last_ns;
+	relay_done_fn done;
+	void *arg;
+};
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void
+arm_ms(struct relay *r, uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+
+	(void)event_add(r->timer, &tv);
+}
+
+/* Frees everything and reports; r is gone afterwards. */
+static void
+finish(struct relay *r, int err)
+{
+	struct relay_stats st;
+
+	st.bytes_up = r->bytes[DIR_UP];
+	st.bytes_down = r->bytes[DIR_DOWN];
+	st.duration_ns = now_ns() - r->start_ns;
+	st.err = err;
+	bufferevent_free(r->c.bev);
+	bufferevent_free(r->u.bev);
+	event_free(r->timer);
+	if (r->done != NULL)
+		r->done(&st, r->arg);
+	free(r);
+}
+
+static void
+half_close(struct relay_side *dst)
+{
+	evutil_socket_t fd;
+
+	if (dst->shut)
+		return;
+	dst->shut = true;
+	if (!dst->tls && (fd = bufferevent_getfd(dst->bev)) >= 0)
+		(void)shutdown(fd, SHUT_WR);
+}
+
+/* Moves what it can in one direction. 0, or an error that ends the relay. */
+static int
+pump(struct relay *r, int dir)
+{
+	struct relay_side *src = dir == DIR_UP ? &r->c : &r->u;
+	struct relay_side *dst = dir == DIR_UP ? &r->u : &r->c;
+	struct evbuffer *in = bufferevent_get_input(src->bev);
+	struct evbuffer *out = bufferevent_get_output(dst->bev);
+	relay_filter_fn f = dir == DIR_UP ? r->o.filter_up : r->o.filter_down;
+	size_t before, outlen, n;
+	int e;
+
+	if (dir == DIR_UP && r->o.one_way) {
+		/* Never forwarded: drop it. */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return 0;
+	}
+	if (f != NULL && !r->filtered[dir]) {
+		before = evbuffer_get_length(in);
+		e = f(in, out, src->eof, r->o.filter_arg);
+		r->bytes[dir] += before - evbuffer_get_length(in);
+		if (e == MOAT_ERR_AGAIN) {
+			if (evbuffer_get_length(in) >= r->o.filter_max)
+				return MOAT_ERR_TOOBIG;
+			if (src->eof)
+				return MOAT_ERR_CLOSED;
+			return 0;
+		}
+		if (e != 0)
+			return e;
+		r->filtered[dir] = true;
+	}
+	if (dst->shut) {
+		/* The destination's write side is gone (TLS end, or it
+		 * was shut after an earlier EOF): nothing more can go. */
+		if (evbuffer_get_length(in) > 0)
+			return MOAT_ERR_IO;
+		return 0;
+	}
+	outlen = evbuffer_get_length(out);
+	if (outlen < r->o.high_water) {
+		n = evbuffer_get_length(in);
+		if (n > r->o.high_water - outlen)
+			n = r->o.high_water - outlen;
+		if (n > 0) {
+			if (evbuffer_remove_buffer(in, out, n) != (int)n)
+				return MOAT_ERR_NOMEM;
+			r->bytes[dir] += n;
+		}
+	}
+	if (evbuffer_get_length(out) >= r->o.high_water)
+		bufferevent_disable(src->bev, EV_READ);
+	else if (!src->eof)
+		bufferevent_enable(src->bev, EV_READ);
+	if (src->eof && evbuffer_get_length(in) == 0 &&
+	    evbuffer_get_length(out) == 0)
+		half_close(dst);
+	return 0;
+}
+
+/* Runs both directions and checks for the end. Returns nonzero when the
+ * relay was finished (and freed). */
+static int
+step(struct relay *r)
+{
+	int e;
+
+	if ((e = pump(r, DIR_DOWN)) != 0 || (e = pump(r, DIR_UP)) != 0) {
+		finish(r, e);
+		return 1;
+	}
+	if (r->o.one_way) {
+		if (r->c.shut && r->c.eof) {
+			finish(r, 0);
+			return 1;
+		}
+		if (r->c.shut && !r->lingering) {
+			/* Answer complete: give the client a moment to
+			 * read it and close, so that its unread input does
+			 * not turn our close into a reset. */
+			r->lingering = true;
+			arm_ms(r, RELAY_LINGER_MS);
+		}
+		return 0;
+	}
+	if (r->c.shut && r->u.shut) {
+		finish(r, 0);
+		return 1;
+	}
+	/* A TLS end cannot half-close: once one direction is finished
+	 * towards it, end the whole relay after the flush. */
+	if ((r->c.shut && r->c.tls) || (r->u.shut && r->u.tls)) {
+		finish(r, 0);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+touch(struct relay *r)
+{
+	r->last_ns = now_ns();
+}
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+	struct relay *r = arg;
+
+	(void)bev;
+	touch(r);
+	(void)step(r);
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+	struct relay *r = arg;
+
+	(void)bev;
+	(void)step(r);
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct relay *r = arg;
+	struct relay_side *s = bev == r->c.bev ? &r->c : &r->u;
+
+	touch(r);
+	if (what & BEV_EVENT_EOF) {
+		s->eof = true;
+		(void)step(r);
+		return;
+	}
+	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+		finish(r, MOAT_ERR_IO);
+		return;
+	}
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	uint64_t idle, ms;
+
+	(void)fd;
+	(void)what;
+	if (!r->started) {
+		r->started = true;
+		if (step(r) != 0)
+			return;
+		if (r->o.idle_timeout_ms > 0 && !r->lingering)
+			arm_ms(r, r->o.idle_timeout_ms);
+		return;
+	}
+	if (r->lingering) {
+		finish(r, 0);
+		return;
+	}
+	idle = (now_ns() - r->last_ns) / 1000000u;
+	if (idle >= r->o.idle_timeout_ms) {
+		finish(r, MOAT_ERR_TIMEOUT);
+		return;
+	}
+	ms = r->o.idle_timeout_ms - idle;
+	arm_ms(r, ms);
+}
+
+static void
+side_init(struct relay *r, struct relay_side *s, struct bufferevent *bev)
+{
+	s->bev = bev;
+	s->tls = bufferevent_openssl_get_ssl(bev) != NULL ||
+	    bufferevent_get_underlying(bev) != NULL;
+	bufferevent_setcb(bev, on_read, on_write, on_event, r);
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	bufferevent_setwatermark(bev, EV_READ, 0, r->o.high_water);
+	bufferevent_setwatermark(bev, EV_WRITE, r->o.high_water / 2, 0);
+}
+
+int
+relay_start(struct event_base *base, struct bufferevent *client,
+    struct bufferevent *upstream, const struct relay_opts *opts,
+    relay_done_fn done, void *arg, struct relay **out)
+{
+	struct relay *r = NULL;
+	int e = MOAT_ERR_INVAL;
+
+	if (out != NULL)
+		*out = NULL;
+	if (base == NULL || client == NULL || upstream == NULL || opts == NULL)
+		goto fail;
+	e = MOAT_ERR_NOMEM;
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		goto fail;
+	r->base = base;
+	r->o = *opts;
+	if (r->o.high_water == 0)
+		r->o.high_water = RELAY_HIGH_DEFAULT;
+	if (r->o.filter_max == 0)
+		r->o.filter_max = RELAY_FILTER_MAX_DEFAULT;
+	if (r->o.high_water < r->o.filter_max)
+		r->o.high_water = r->o.filter_max;
+	r->done = done;
+	r->arg = arg;
+	r->start_ns = r->last_ns = now_ns();
+	if ((r->timer = event_new(base, -1, 0, on_timer, r)) == NULL)
+		goto fail;
+	side_init(r, &r->c, client);
+	side_init(r, &r->u, upstream);
+	bufferevent_enable(client, EV_READ | EV_WRITE);
+	bufferevent_enable(upstream, EV_READ | EV_WRITE);
+	/* The first step (bytes already buffered) runs from the loop, so
+	 * that done never runs inside this call. */
+	event_active(r->timer, EV_TIMEOUT, 0);
+	if (out != NULL)
+		*out = r;
+	return 0;
+fail:
+	if (r != NULL && r->timer != NULL)
+		event_free(r->timer);
+	free(r);
+	bufferevent_free(client);
+	bufferevent_free(upstream);
+	return e;
+}
+
+void
+relay_abort(struct relay *r)
+{
+	if (r != NULL)
+		finish(r, MOAT_ERR_CLOSED);
+}
