@@ -238,7 +238,7 @@ def test_audit_chain_one_event_per_decision_and_verifies(env_factory,
         up = field(e, "bytes_up", "bytes_out", "bytes_sent", "tx_bytes")
         down = field(e, "bytes_down", "bytes_in", "bytes_received",
                      "rx_bytes")
-        dur = field(e, "duration_ms", "duration_us", "duration_ns",
+        dur = field(e, "duration_s", "duration_ms", "duration_ns",
                     "duration")
         assert int(up) > 0 and int(down) > 0 and float(dur) >= 0, e
     cp = subprocess.run([str(moat), "audit", "verify", str(p.audit_path),
