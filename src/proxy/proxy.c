@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -670,15 +671,12 @@ static void
 on_relay_done(const struct relay_stats *st, void *arg)
 {
 	struct pctx *c = arg;
-	const char *lv[1];
 	const char *err = NULL;
 
 	c->relay = NULL;
 	c->up = NULL;		/* freed by the relay */
-	lv[0] = "up";
-	metric_add(c->p->m_bytes, lv, c->req_bytes + st->bytes_up);
-	lv[0] = "down";
-	metric_add(c->p->m_bytes, lv, st->bytes_down);
+	metric_series_add(c->p->s_up, c->req_bytes + st->bytes_up);
+	metric_series_add(c->p->s_down, st->bytes_down);
 	if (st->err == MOAT_ERR_TIMEOUT)
 		err = "idle timeout";
 	else if (st->err == MOAT_ERR_PERM)

@@ -1,0 +1,465 @@
+/*
+ * main.c - the moat-proxy binary, standalone mode:
+ *
+ *   moat-proxy --policy FILE --listen 127.0.0.1:3128 [options]
+ *
+ * Every client of the TCP listener gets the policy in FILE (YAML or JSON),
+ * reloaded within a second when the file changes (a bad new version keeps
+ * the old one and logs an error). Options come from the config_key table
+ * below (also --config FILE and MOAT_* variables; --help lists them).
+ *
+ * Threads: N event loops share the listener (SO_REUSEPORT), each with its
+ * own resolver; one worker thread stats and parses the policy file; the
+ * audit writer has its own thread. Start-up order: configuration, policy,
+ * audit, proxy, listeners, loops.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "audit.h"
+#include "buf.h"
+#include "config.h"
+#include "errors.h"
+#include "http.h"
+#include "log.h"
+#include "loop.h"
+#include "metrics.h"
+#include "proxy.h"
+
+#define COMPONENT "moat-proxy"
+
+static const struct config_key proxy_keys[] = {
+	{ "policy", CFG_STRING, NULL,
+	  "Policy file (YAML or JSON) applied to every client; reloaded when it changes (required).", 0, 0, false },
+	{ "listen", CFG_STRING, "127.0.0.1:3128",
+	  "Address of the proxy's TCP listener.", 0, 0, false },
+	{ "resolver", CFG_STRING, NULL,
+	  "DNS server to ask, ADDR:PORT (default: the system's, from /etc/resolv.conf).", 0, 0, false },
+	{ "hosts-file", CFG_STRING, NULL,
+	  "Hosts file answered before DNS (split-horizon names).", 0, 0, false },
+	{ "metrics-listen", CFG_STRING, "",
+	  "Address of the plain-HTTP Prometheus /metrics listener; empty turns it off.", 0, 0, false },
+	{ "audit-file", CFG_STRING, NULL,
+	  "Local audit hash chain to append decisions to (default: no audit chain).", 0, 0, false },
+	{ "audit-key", CFG_STRING, NULL,
+	  "PEM EC P-256 private key that signs audit checkpoints (without it, checkpoints are off).", 0, 0, false },
+	{ "audit-fsync", CFG_STRING, "batch",
+	  "When the audit writer calls fsync: always, batch or none.", 0, 0, false },
+	{ "threads", CFG_INT, "0",
+	  "Event-loop threads; 0 means one per CPU (at most 8).", 0, 64, false },
+	{ "log-level", CFG_STRING, "info",
+	  "debug, info, warn or error.", 0, 0, false },
+	{ "access-log", CFG_BOOL, "false",
+	  "Write one JSON line per HTTP request (the audit chain records decisions either way).", 0, 0, false },
+	{ "connect-timeout", CFG_DURATION, "10s",
+	  "Upstream connect timeout (504 when it passes).", 100, 600000, false },
+	{ "dns-timeout", CFG_DURATION, "5s",
+	  "DNS lookup timeout (504 when it passes).", 100, 600000, false },
+	{ "idle-timeout", CFG_DURATION, "300s",
+	  "A tunnel or response without a byte either way for this long is closed.", 1000, 86400000, false },
+	{ "max-conns", CFG_INT, "0",
+	  "Requests and tunnels in flight at once; over it, 503. 0: no cap.", 0, 10000000, false },
+	{ "max-request-body", CFG_SIZE, "8M",
+	  "Largest plain-HTTP request body forwarded (bodies are buffered).", 0, 1073741824, false },
+	{ "policy-check-interval", CFG_DURATION, "500ms",
+	  "How often the policy file is checked for changes.", 50, 60000, false },
+	{ "shutdown-grace", CFG_DURATION, "5s",
+	  "How long open requests may take to finish at shutdown.", 0, 600000, false },
+};
+static const size_t proxy_nkeys = sizeof(proxy_keys) / sizeof(proxy_keys[0]);
+
+struct app {
+	struct config *cfg;
+	const char *policy_path;
+	struct loop_group *loops;
+	struct workpool *workers;
+	struct metrics *metrics;
+	struct audit_writer *audit;
+	struct proxy *proxy;
+	struct http_server *srv;
+	struct http_server *msrv;
+	struct event *policy_timer;
+	/* Policy check: the timer (loop 0) starts a job on the worker; the
+	 * job's fields are touched by one side at a time. */
+	bool check_running;
+	struct stat last;		/* of the loaded version */
+	json_t *job_policy;		/* new version parsed by the job */
+	int job_result;			/* 0 unchanged/loaded, else error */
+	bool job_changed;
+	struct stat job_st;
+	char job_err[512];
+};
+
+static bool
+same_stat(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	    a->st_size == b->st_size &&
+	    a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	    a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	    a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Worker thread: stat, and parse when it changed. */
+static void
+policy_check_work(void *arg)
+{
+	struct app *a = arg;
+	struct stat st;
+
+	a->job_changed = false;
+	a->job_result = 0;
+	a->job_policy = NULL;
+	if (stat(a->policy_path, &st) != 0) {
+		a->job_result = moat_err_from_errno(errno);
+		snprintf(a->job_err, sizeof(a->job_err), "%s: %s",
+		    a->policy_path, strerror(errno));
+		a->job_st = a->last;
+		return;
+	}
+	if (same_stat(&st, &a->last))
+		return;
+	a->job_changed = true;
+	a->job_st = st;
+	a->job_result = proxy_load_policy_file(a->policy_path, &a->job_policy,
+	    a->job_err, sizeof(a->job_err));
+}
+
+/* Loop 0: apply the job's result. */
+static void
+policy_check_done(void *arg)
+{
+	struct app *a = arg;
+	static bool failing;	/* loop 0 only: log a failure once per version */
+
+	a->check_running = false;
+	if (!a->job_changed && a->job_result == 0) {
+		failing = false;
+		return;
+	}
+	if (a->job_result != 0) {
+		if (!failing || a->job_changed)
+			log_error(COMPONENT, "policy file not reloaded; keeping the previous policy",
+			    LF_STR("error", a->job_err));
+		failing = true;
+		a->last = a->job_st;	/* wait for the next change */
+		return;
+	}
+	failing = false;
+	a->last = a->job_st;
+	proxy_set_policy(a->proxy, a->job_policy);
+	log_info(COMPONENT, "policy reloaded", LF_STR("file", a->policy_path),
+	    LF_STR("policy", json_string_value(json_object_get(a->job_policy, "name"))));
+	if (a->audit != NULL) {
+		json_t *ev = audit_event_new("egress.policy_reload", "success");
+
+		if (ev != NULL) {
+			json_object_set_new(ev, "details", json_pack("{s:s,s:O}",
+			    "file", a->policy_path, "policy", a->job_policy));
+			if (audit_emit(a->audit, ev) != 0)
+				log_warn(COMPONENT, "audit event dropped");
+		}
+	}
+	json_decref(a->job_policy);
+	a->job_policy = NULL;
+}
+
+static void
+policy_check(struct app *a)
+{
+	if (a->check_running)
+		return;
+	a->check_running = true;
+	if (workpool_submit(a->workers, loop_group_base(a->loops, 0),
+	    policy_check_work, policy_check_done, a) != 0)
+		a->check_running = false;
+}
+
+static void
+on_policy_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	policy_check(arg);
+}
+
+static void
+on_shutdown(void *arg)
+{
+	struct app *a = arg;
+
+	log_info(COMPONENT, "shutting down");
+	if (a->policy_timer != NULL)
+		event_del(a->policy_timer);
+	http_server_shutdown(a->srv);
+	if (a->msrv != NULL)
+		http_server_shutdown(a->msrv);
+	proxy_shutdown(a->proxy);
+}
+
+static void
+on_reload(void *arg)
+{
+	policy_check(arg);
+}
+
+static void
+handle_metrics(struct http_request *req, void *arg)
+{
+	struct app *a = arg;
+	struct buf out;
+
+	buf_init(&out, 4 * 1024 * 1024);
+	if (metrics_render(a->metrics, &out) != 0)
+		http_respond_error(req, 500, "internal", "metrics unavailable");
+	else
+		http_respond(req, 200, "text/plain; version=0.0.4", out.data, out.len);
+	buf_free(&out);
+}
+
+static int
+load_config(struct app *a, int argc, char **argv)
+{
+	extern char **environ;
+	char err[512];
+	int first = 0, r, lvl;
+
+	if ((r = config_new(&a->cfg, proxy_keys, proxy_nkeys)) != 0)
+		return r;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: moat-proxy --policy FILE [--listen ADDR] [options]\n\n");
+			config_print_help(a->cfg, stdout);
+			return 1;
+		}
+	}
+	if ((r = config_load_all(a->cfg, argc, argv, environ, &first, err,
+	    sizeof(err))) != 0) {
+		fprintf(stderr, "moat-proxy: %s\n", err);
+		return r;
+	}
+	if (first < argc) {
+		fprintf(stderr, "moat-proxy: unexpected argument \"%s\"\n", argv[first]);
+		return MOAT_ERR_INVAL;
+	}
+	if ((lvl = log_level_parse(config_str(a->cfg, "log-level"))) < 0) {
+		fprintf(stderr, "moat-proxy: configuration key \"log-level\" must be debug, info, warn or error\n");
+		return MOAT_ERR_INVAL;
+	}
+	log_set_level((enum log_level)lvl);
+	a->policy_path = config_str(a->cfg, "policy");
+	if (a->policy_path == NULL || a->policy_path[0] == '\0') {
+		fprintf(stderr, "moat-proxy: --policy FILE is required\n");
+		return MOAT_ERR_INVAL;
+	}
+	return 0;
+}
+
+static int
+open_audit(struct app *a)
+{
+	struct audit_writer_opts ao;
+	const char *file = config_str(a->cfg, "audit-file");
+	const char *key = config_str(a->cfg, "audit-key");
+	const char *fs = config_str(a->cfg, "audit-fsync");
+	int r;
+
+	if (file == NULL || file[0] == '\0') {
+		log_warn(COMPONENT, "no --audit-file: decisions are logged but not audited");
+		return 0;
+	}
+	memset(&ao, 0, sizeof(ao));
+	ao.path = file;
+	ao.process_name = "moat-proxy";
+	ao.key_id = "moat-proxy";
+	if (strcmp(fs, "always") == 0)
+		ao.fsync_policy = AUDIT_FSYNC_ALWAYS;
+	else if (strcmp(fs, "none") == 0)
+		ao.fsync_policy = AUDIT_FSYNC_NONE;
+	else if (strcmp(fs, "batch") == 0)
+		ao.fsync_policy = AUDIT_FSYNC_BATCH;
+	else {
+		fprintf(stderr, "moat-proxy: audit-fsync must be always, batch or none\n");
+		return MOAT_ERR_INVAL;
+	}
+	if (key != NULL && key[0] != '\0')
+		ao.checkpoint_key_file = key;
+	else
+		log_warn(COMPONENT, "no --audit-key: audit checkpoints are off (the chain is hashed but not signed)");
+	if ((r = audit_writer_open(&a->audit, &ao)) != 0) {
+		fprintf(stderr, "moat-proxy: cannot open the audit chain %s: %s\n",
+		    file, moat_strerror(r));
+		return r;
+	}
+	return 0;
+}
+
+static int
+thread_count(const struct app *a)
+{
+	long n = config_int(a->cfg, "threads");
+
+	if (n <= 0) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		if (n < 1)
+			n = 1;
+		if (n > 8)
+			n = 8;
+	}
+	return (int)n;
+}
+
+static int
+open_servers(struct app *a)
+{
+	struct http_limits lim;
+	struct http_listener_opts lo;
+	const char *mlisten = config_str(a->cfg, "metrics-listen");
+	long long maxc = config_int(a->cfg, "max-conns");
+	int r, n = loop_group_size(a->loops);
+
+	http_limits_default(&lim);
+	lim.max_body = (size_t)config_int(a->cfg, "max-request-body");
+	if (maxc > 0)
+		lim.max_conns = (size_t)maxc;
+	if ((r = http_server_new(&a->srv, &lim)) != 0)
+		return r;
+	if (!config_bool(a->cfg, "access-log"))
+		http_server_set_access_log(a->srv, NULL);
+	if ((r = proxy_routes(a->proxy, a->srv)) != 0)
+		return r;
+	memset(&lo, 0, sizeof(lo));
+	lo.addr = config_str(a->cfg, "listen");
+	lo.reuseport = n > 1;
+	for (int i = 0; i < n; i++) {
+		if ((r = proxy_add_base(a->proxy, loop_group_base(a->loops, i))) != 0) {
+			fprintf(stderr, "moat-proxy: cannot set up the resolver: %s\n",
+			    moat_strerror(r));
+			return r;
+		}
+		if ((r = http_server_listen(a->srv, loop_group_base(a->loops, i), &lo)) != 0) {
+			fprintf(stderr, "moat-proxy: cannot listen on %s: %s\n",
+			    lo.addr, moat_strerror(r));
+			return r;
+		}
+	}
+	log_info(COMPONENT, "listening", LF_STR("addr", lo.addr),
+	    LF_INT("port", http_server_bound_port(a->srv, 0)),
+	    LF_INT("threads", n), LF_STR("policy_file", a->policy_path));
+	if (mlisten != NULL && mlisten[0] != '\0') {
+		struct http_listener_opts mo;
+
+		if ((r = http_server_new(&a->msrv, NULL)) != 0)
+			return r;
+		http_server_set_access_log(a->msrv, NULL);
+		if ((r = http_server_route(a->msrv, "GET", "/metrics",
+		    handle_metrics, a)) != 0)
+			return r;
+		memset(&mo, 0, sizeof(mo));
+		mo.addr = mlisten;
+		if ((r = http_server_listen(a->msrv, loop_group_base(a->loops, 0), &mo)) != 0) {
+			fprintf(stderr, "moat-proxy: cannot listen on %s: %s\n",
+			    mlisten, moat_strerror(r));
+			return r;
+		}
+		log_info(COMPONENT, "metrics listening", LF_STR("addr", mlisten),
+		    LF_INT("port", http_server_bound_port(a->msrv, 0)));
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct app a;
+	struct proxy_opts po;
+	json_t *policy = NULL;
+	char err[768];
+	struct timeval tv;
+	long long ms;
+	int r, code = 1;
+
+	memset(&a, 0, sizeof(a));
+	if ((r = load_config(&a, argc - 1, argv + 1)) != 0) {
+		code = r == 1 ? 0 : 2;
+		goto out;
+	}
+	err[0] = '\0';
+	if (stat(a.policy_path, &a.last) != 0)
+		snprintf(err, sizeof(err), "%s: %s", a.policy_path, strerror(errno));
+	else if (proxy_load_policy_file(a.policy_path, &policy, err, sizeof(err)) != 0 &&
+	    err[0] == '\0')
+		snprintf(err, sizeof(err), "%s: invalid", a.policy_path);
+	if (err[0] != '\0') {
+		fprintf(stderr, "moat-proxy: cannot load the policy file %s\n", err);
+		code = 2;
+		goto out;
+	}
+	if ((r = metrics_new(&a.metrics)) != 0 || (r = open_audit(&a)) != 0)
+		goto out;
+	memset(&po, 0, sizeof(po));
+	po.connect_timeout_ms = (unsigned)config_int(a.cfg, "connect-timeout");
+	po.idle_timeout_ms = (unsigned)config_int(a.cfg, "idle-timeout");
+	po.dns_timeout_ms = (unsigned)config_int(a.cfg, "dns-timeout");
+	po.max_conns = (size_t)config_int(a.cfg, "max-conns");
+	po.nameserver = config_str(a.cfg, "resolver");
+	po.hosts_file = config_str(a.cfg, "hosts-file");
+	if (po.nameserver != NULL && po.nameserver[0] == '\0')
+		po.nameserver = NULL;
+	if (po.hosts_file != NULL && po.hosts_file[0] == '\0')
+		po.hosts_file = NULL;
+	po.audit = a.audit;
+	po.metrics = a.metrics;
+	if ((r = proxy_new(&a.proxy, &po)) != 0)
+		goto out;
+	proxy_set_policy(a.proxy, policy);
+	if ((r = loop_global_init()) != 0 ||
+	    (r = loop_group_new(&a.loops, thread_count(&a))) != 0 ||
+	    (r = workpool_new(&a.workers, 1, 16)) != 0)
+		goto out;
+	loop_group_set_hooks(a.loops, on_shutdown, on_reload, &a);
+	loop_group_set_grace(a.loops,
+	    (unsigned)(config_int(a.cfg, "shutdown-grace") / 1000));
+	if ((r = open_servers(&a)) != 0) {
+		code = 2;
+		goto out;
+	}
+	ms = config_int(a.cfg, "policy-check-interval");
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	a.policy_timer = event_new(loop_group_base(a.loops, 0), -1, EV_PERSIST,
+	    on_policy_timer, &a);
+	if (a.policy_timer == NULL || event_add(a.policy_timer, &tv) != 0) {
+		r = MOAT_ERR_NOMEM;
+		goto out;
+	}
+	log_info(COMPONENT, "ready", LF_STR("policy",
+	    json_string_value(json_object_get(policy, "name"))));
+	if ((r = loop_group_run(a.loops)) != 0)
+		goto out;
+	code = 0;
+out:
+	if (code != 0 && r < 0 && r != MOAT_ERR_INVAL)
+		log_error(COMPONENT, "moat-proxy stopped", LF_STR("error", moat_strerror(r)));
+	if (a.policy_timer != NULL)
+		event_free(a.policy_timer);
+	workpool_free(a.workers);
+	json_decref(a.job_policy);
+	proxy_free(a.proxy);
+	http_server_free(a.srv);
+	http_server_free(a.msrv);
+	loop_group_free(a.loops);
+	audit_writer_close(a.audit);
+	metrics_free(a.metrics);
+	json_decref(policy);
+	config_free(a.cfg);
+	return code;
+}
