@@ -526,8 +526,10 @@ class MoatProxy:
         mh.wait_for_port(self.port, proc=self.proc, netns=self.ns)
         return self
 
-    def stop(self) -> int | None:
-        return self.proc.stop() if self.proc else None
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, up to timeout seconds for a graceful exit (the audit
+        chain's final checkpoint is written then), SIGKILL after."""
+        return self.proc.stop(timeout) if self.proc else None
 
     @property
     def proxy_url(self) -> str:
