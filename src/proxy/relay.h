@@ -20,8 +20,10 @@
  * discards whatever the client sends (pipelined requests must never reach
  * the upstream undecided).
  *
- * Implementation: bufferevents and evbuffer chain moves (no copy of the
- * payload in user space beyond the socket reads); splice(2) is not used.
+ * Implementation: bufferevents write; plain sockets are read by the relay
+ * itself (up to 128 KiB per read(2): libevent 2.1 reads 4 KiB at a time)
+ * into evbuffers whose chains move to the other side without copying.
+ * splice(2) is not used. TLS bufferevents are read through libevent.
  */
 #ifndef MOAT_PROXY_RELAY_H
 #define MOAT_PROXY_RELAY_H
