@@ -211,7 +211,7 @@ tunnel_mbs() { # name: MiB/s of the 256 MiB download
 declare -A rps rpsk mbs mem
 for n in moat-proxy squid tinyproxy; do rps[$n]=nan; rpsk[$n]=nan; mbs[$n]=nan; mem[$n]=nan; done
 for n in "${names[@]}"; do
-  ab_rps "$n" 0 >/dev/null   # warm-up
+  ab_rps "$n" 0 >/dev/null; tunnel_mbs "$n" >/dev/null   # warm-up
   r=(); k=(); t=()
   for _ in $(seq 1 "$ROUNDS"); do
     r+=("$(ab_rps "$n" 0)"); k+=("$(ab_rps "$n" 1)"); t+=("$(tunnel_mbs "$n")")
