@@ -10,6 +10,7 @@ policy allows explicitly with a cidr rule.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -107,6 +108,23 @@ def test_plain_http_allowed_and_denied(env_factory):
     # A literal no rule allows (nginx does listen there).
     r = env.get("http://127.0.0.3/")
     assert r.status == 403, r
+    # Prometheus: decisions by result, DNS and connect latency observed.
+    m = pf._curl_ns(env.proxy.ns,
+                    f"http://127.0.0.1:{env.proxy.metrics_port}/metrics")
+    assert m.status == 200
+    text = m.text
+    assert "moat_proxy_decisions_total" in text
+    vals = {}
+    for line in text.splitlines():
+        if line.startswith("moat_proxy_decisions_total{"):
+            vals[line.split("}")[0]] = float(line.split()[-1])
+    allowed = sum(v for k, v in vals.items() if "allow" in k)
+    denied = sum(v for k, v in vals.items() if "deny" in k)
+    assert allowed >= 2 and denied >= 2, vals
+    assert float(re.search(r"^moat_proxy_dns_seconds_count (\S+)", text,
+                           re.M).group(1)) >= 1
+    assert float(re.search(r"^moat_proxy_connect_seconds_count (\S+)",
+                           text, re.M).group(1)) >= 2
 
 
 def test_https_connect_allowed_and_denied(env_factory):
