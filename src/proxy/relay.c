@@ -261,17 +261,26 @@ on_fd_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	n = readv(fd, (struct iovec *)v, nv);
-	if (n < 0) {
+	if (n <= 0) {
 		int e = errno;
 
 		(void)evbuffer_commit_space(s->in, v, 0);
-		if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
+		if (evbuffer_get_length(s->in) == 0) {
+			/* Drop the reserved (empty) chain: an idle tunnel
+			 * holds no buffer memory. */
+			struct evbuffer *fresh = evbuffer_new();
+
+			if (fresh != NULL) {
+				evbuffer_free(s->in);
+				s->in = fresh;
+			}
+		}
+		if (n < 0) {
+			if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
+				return;
+			finish(r, MOAT_ERR_IO);
 			return;
-		finish(r, MOAT_ERR_IO);
-		return;
-	}
-	if (n == 0) {
-		(void)evbuffer_commit_space(s->in, v, 0);
+		}
 		s->eof = true;
 		side_read(s, false);
 	} else {
