@@ -536,6 +536,13 @@ encode:
 		o += 3;
 	}
 	out[o] = '\0';
+	/* An empty segment ("//private/x") is read as "/private/x" by servers
+	 * that merge slashes (nginx by default) and as something else by a
+	 * prefix match: ambiguous, so refused. */
+	if (strstr(out, "//") != NULL) {
+		r = MOAT_ERR_PARSE;
+		goto out;
+	}
 	if ((r = remove_dots(out)) != 0)
 		goto out;
 	r = 0;

@@ -236,7 +236,9 @@ resolver_new(struct resolver **out, struct event_base *base,
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		goto out;
 	r->base = base;
-	if ((r->dns = evdns_base_new(base, 0)) == NULL)
+	/* DISABLE_WHEN_INACTIVE: an idle resolver keeps no loop alive, so a
+	 * shutdown with nothing in flight ends at once. */
+	if ((r->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
 		goto out;
 	ms = opts != NULL && opts->timeout_ms != 0 ? opts->timeout_ms : 5000;
 	r->timeout.tv_sec = ms / 1000;

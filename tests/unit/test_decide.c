@@ -534,8 +534,8 @@ static const struct norm norms[] = {
 	{ "/a/b?x=../..", 0, "/a/b" },
 	{ "/a?", 0, "/a" },
 	{ "?q", 0, "/" },
-	{ "/a//b", 0, "/a//b" },
-	{ "/a//b/..", 0, "/a//" },
+	{ "/a//b", MOAT_ERR_PARSE, NULL },	/* empty segment: ambiguous */
+	{ "/a//b/..", MOAT_ERR_PARSE, NULL },
 	{ "/%7e%41%2d", 0, "/~A-" },
 	{ "/%7Efoo", 0, "/~foo" },
 	{ "/a%20b", 0, "/a%20b" },
