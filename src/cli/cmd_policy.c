@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "cli_args.h"
+#include "cli_cmd.h"
 #include "cli_http.h"
 #include "cli_out.h"
 
@@ -39,61 +40,34 @@ cmd_policy_usage(FILE *f)
 	    "terminal; --yes skips it (and is required without a terminal).\n");
 }
 
+static void
+policy_row(const struct cli_conn *c, const json_t *p, const char **row,
+    char cell[][CLI_CELL_MAX])
+{
+	(void)c;
+	snprintf(cell[2], CLI_CELL_MAX, "%zu", json_array_size(
+	    json_object_get(p, "allow")));
+	snprintf(cell[3], CLI_CELL_MAX, "%zu", json_array_size(
+	    json_object_get(p, "deny")));
+	row[0] = cli_str(p, "name");
+	row[1] = cli_str(p, "mode");
+	row[2] = cell[2];
+	row[3] = cell[3];
+	row[4] = cli_time(json_string_value(json_object_get(p, "updated_at")),
+	    cell[4], CLI_CELL_MAX);
+}
+
 static int
 policy_list(int argc, char **argv)
 {
 	static const char *const head[] = { "NAME", "MODE", "ALLOW", "DENY",
 	    "UPDATED" };
-	struct cli_conn *c = NULL;
-	struct cli_table *t = NULL;
-	const char *pos[1];
-	json_t *out = NULL, *list, *p;
-	bool json = false;
-	size_t npos, i;
-	int r, status;
-	const struct cli_opt opts[] = {
-		{ "--json", NULL, CLI_OPT_FLAG, &json },
+	static const struct cli_list_cmd cmd = {
+		"moat policy list", cmd_policy_usage, "/api/v1/policies",
+		"policies", false, 5, head, policy_row,
 	};
 
-	if ((r = cli_parse("moat policy list", argc, argv, opts, 1, pos, 0, 0,
-	    &npos, cmd_policy_usage)) != 0)
-		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
-	if ((status = cli_conn_open(&c)) != 0)
-		return status;
-	if ((status = cli_api(c, "GET", "/api/v1/policies", NULL, &out)) != 0)
-		goto out;
-	list = json_object_get(out, "policies");
-	if (json) {
-		cli_print_json(json_is_array(list) ? list : json_array());
-		goto out;
-	}
-	status = CLI_FAILED;
-	if ((t = cli_table_new(5, head)) == NULL)
-		goto out;
-	json_array_foreach(list, i, p) {
-		char al[24], dn[24], up[32];
-		const char *row[5];
-
-		snprintf(al, sizeof(al), "%zu", json_array_size(
-		    json_object_get(p, "allow")));
-		snprintf(dn, sizeof(dn), "%zu", json_array_size(
-		    json_object_get(p, "deny")));
-		row[0] = cli_str(p, "name");
-		row[1] = cli_str(p, "mode");
-		row[2] = al;
-		row[3] = dn;
-		row[4] = cli_time(json_string_value(json_object_get(p,
-		    "updated_at")), up, sizeof(up));
-		if (cli_table_add(t, row) != 0)
-			goto out;
-	}
-	cli_table_print(t, stdout);
-	status = CLI_OK;
-out:
-	cli_table_free(t);
-	json_decref(out);
-	cli_conn_free(c);
-	return status;
+	return cli_run_list(&cmd, argc, argv);
 }
 
 static int
@@ -199,33 +173,8 @@ out:
 static int
 policy_delete(int argc, char **argv)
 {
-	struct cli_conn *c = NULL;
-	const char *pos[1];
-	bool yes = false;
-	char path[256], q[160];
-	size_t npos;
-	int r, status;
-	const struct cli_opt opts[] = {
-		{ "--yes", "-y", CLI_OPT_FLAG, &yes },
-	};
-
-	if ((r = cli_parse("moat policy delete", argc, argv, opts, 1, pos, 1,
-	    1, &npos, cmd_policy_usage)) != 0)
-		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
-	if (cli_path(path, sizeof(path), "/api/v1/policies/", pos[0], NULL) !=
-	    0)
-		return CLI_USAGE;
-	if ((status = cli_conn_open(&c)) != 0)
-		return status;
-	snprintf(q, sizeof(q), "Delete policy %s?", pos[0]);
-	if ((status = cli_confirm_or_yes("moat policy delete", q, yes)) != 0)
-		goto out;
-	if ((status = cli_api(c, "DELETE", path, NULL, NULL)) != 0)
-		goto out;
-	printf("Deleted policy %s\n", pos[0]);
-out:
-	cli_conn_free(c);
-	return status;
+	return cli_run_delete("moat policy delete", cmd_policy_usage,
+	    "/api/v1/policies/", "policy", argc, argv);
 }
 
 static const struct cli_command subs[] = {

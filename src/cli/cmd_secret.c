@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "cli_args.h"
+#include "cli_cmd.h"
 #include "cli_http.h"
 #include "cli_out.h"
 
@@ -110,86 +111,37 @@ out:
 	return status;
 }
 
+static void
+secret_row(const struct cli_conn *c, const json_t *k, const char **row,
+    char cell[][CLI_CELL_MAX])
+{
+	(void)c;
+	row[0] = cli_str(k, "name");
+	row[1] = cli_str(k, "env");
+	row[2] = cli_time(json_string_value(json_object_get(k, "created_at")),
+	    cell[2], CLI_CELL_MAX);
+	row[3] = cli_time(json_string_value(json_object_get(k, "updated_at")),
+	    cell[3], CLI_CELL_MAX);
+}
+
 static int
 secret_list(int argc, char **argv)
 {
 	static const char *const head[] = { "NAME", "ENV", "CREATED",
 	    "UPDATED" };
-	struct cli_conn *c = NULL;
-	struct cli_table *t = NULL;
-	const char *pos[1];
-	json_t *out = NULL, *list, *k;
-	bool json = false;
-	size_t npos, i;
-	int r, status;
-	const struct cli_opt opts[] = {
-		{ "--json", NULL, CLI_OPT_FLAG, &json },
+	static const struct cli_list_cmd cmd = {
+		"moat secret list", cmd_secret_usage, "/api/v1/secrets",
+		"secrets", false, 4, head, secret_row,
 	};
 
-	if ((r = cli_parse("moat secret list", argc, argv, opts, 1, pos, 0, 0,
-	    &npos, cmd_secret_usage)) != 0)
-		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
-	if ((status = cli_conn_open(&c)) != 0)
-		return status;
-	if ((status = cli_api(c, "GET", "/api/v1/secrets", NULL, &out)) != 0)
-		goto out;
-	list = json_object_get(out, "secrets");
-	if (json) {
-		cli_print_json(json_is_array(list) ? list : json_array());
-		goto out;
-	}
-	status = CLI_FAILED;
-	if ((t = cli_table_new(4, head)) == NULL)
-		goto out;
-	json_array_foreach(list, i, k) {
-		char cr[32], up[32];
-		const char *row[4] = { cli_str(k, "name"), cli_str(k, "env"),
-		    cli_time(json_string_value(json_object_get(k,
-		    "created_at")), cr, sizeof(cr)), cli_time(
-		    json_string_value(json_object_get(k, "updated_at")), up,
-		    sizeof(up)) };
-
-		if (cli_table_add(t, row) != 0)
-			goto out;
-	}
-	cli_table_print(t, stdout);
-	status = CLI_OK;
-out:
-	cli_table_free(t);
-	json_decref(out);
-	cli_conn_free(c);
-	return status;
+	return cli_run_list(&cmd, argc, argv);
 }
 
 static int
 secret_rm(int argc, char **argv)
 {
-	struct cli_conn *c = NULL;
-	const char *pos[1];
-	bool yes = false;
-	char path[256], q[160];
-	size_t npos;
-	int r, status;
-	const struct cli_opt opts[] = {
-		{ "--yes", "-y", CLI_OPT_FLAG, &yes },
-	};
-
-	if ((r = cli_parse("moat secret rm", argc, argv, opts, 1, pos, 1, 1,
-	    &npos, cmd_secret_usage)) != 0)
-		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
-	if (cli_path(path, sizeof(path), "/api/v1/secrets/", pos[0], NULL) != 0)
-		return CLI_USAGE;
-	if ((status = cli_conn_open(&c)) != 0)
-		return status;
-	snprintf(q, sizeof(q), "Delete secret %s?", pos[0]);
-	if ((status = cli_confirm_or_yes("moat secret rm", q, yes)) != 0)
-		goto out;
-	if ((status = cli_api(c, "DELETE", path, NULL, NULL)) != 0)
-		goto out;
-	printf("Deleted secret %s\n", pos[0]);
-out:
-	cli_conn_free(c);
-	return status;
+	return cli_run_delete("moat secret rm", cmd_secret_usage,
+	    "/api/v1/secrets/", "secret", argc, argv);
 }
 
 static const struct cli_command subs[] = {

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "cli_args.h"
+#include "cli_cmd.h"
 #include "cli_http.h"
 #include "cli_out.h"
 
@@ -160,113 +161,52 @@ out:
 	return status;
 }
 
+static void
+sshkey_row(const struct cli_conn *c, const json_t *k, const char **row,
+    char cell[][CLI_CELL_MAX])
+{
+	(void)c;
+	row[0] = cli_str(k, "id");
+	row[1] = cli_str(k, "name");
+	row[2] = cli_str(k, "type");
+	row[3] = cli_str(k, "fingerprint");
+	row[4] = cli_time(json_string_value(json_object_get(k, "created_at")),
+	    cell[4], CLI_CELL_MAX);
+}
+
 static int
 sshkey_list(int argc, char **argv)
 {
 	static const char *const head[] = { "ID", "NAME", "TYPE",
 	    "FINGERPRINT", "ADDED" };
-	struct cli_conn *c = NULL;
-	struct cli_table *t = NULL;
-	const char *pos[1];
-	json_t *out = NULL, *list, *k;
-	bool json = false;
-	size_t npos, i;
-	int r, status;
-	const struct cli_opt opts[] = {
-		{ "--json", NULL, CLI_OPT_FLAG, &json },
+	static const struct cli_list_cmd cmd = {
+		"moat sshkey list", cmd_sshkey_usage, "/api/v1/ssh-keys",
+		"ssh_keys", false, 5, head, sshkey_row,
 	};
 
-	if ((r = cli_parse("moat sshkey list", argc, argv, opts, 1, pos, 0, 0,
-	    &npos, cmd_sshkey_usage)) != 0)
-		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
-	if ((status = cli_conn_open(&c)) != 0)
-		return status;
-	if ((status = cli_api(c, "GET", "/api/v1/ssh-keys", NULL, &out)) != 0)
-		goto out;
-	list = json_object_get(out, "ssh_keys");
-	if (json) {
-		cli_print_json(json_is_array(list) ? list : json_array());
-		goto out;
-	}
-	status = CLI_FAILED;
-	if ((t = cli_table_new(5, head)) == NULL)
-		goto out;
-	json_array_foreach(list, i, k) {
-		char cr[32];
-		const char *row[5] = { cli_str(k, "id"), cli_str(k, "name"),
-		    cli_str(k, "type"), cli_str(k, "fingerprint"), cli_time(
-		    json_string_value(json_object_get(k, "created_at")), cr,
-		    sizeof(cr)) };
+	return cli_run_list(&cmd, argc, argv);
+}
 
-		if (cli_table_add(t, row) != 0)
-			goto out;
-	}
-	cli_table_print(t, stdout);
-	status = CLI_OK;
-out:
-	cli_table_free(t);
-	json_decref(out);
-	cli_conn_free(c);
-	return status;
+static void
+sshkey_question(const struct cli_conn *c, const char *id, const char *name,
+    char *q, size_t qlen)
+{
+	char cn[96];
+
+	(void)c;
+	snprintf(q, qlen, "Remove SSH key %s (%s)?", cli_clean(name, cn,
+	    sizeof(cn)), id);
 }
 
 static int
 sshkey_remove(int argc, char **argv)
 {
-	struct cli_conn *c = NULL;
-	const char *pos[1], *id = NULL, *name = NULL;
-	json_t *out = NULL, *k;
-	bool yes = false;
-	char path[256], q[256];
-	size_t npos, i;
-	int r, status;
-	const struct cli_opt opts[] = {
-		{ "--yes", "-y", CLI_OPT_FLAG, &yes },
+	static const struct cli_remove_cmd cmd = {
+		"moat sshkey remove", cmd_sshkey_usage, "/api/v1/ssh-keys",
+		"ssh_keys", "SSH key", "Removed", sshkey_question,
 	};
 
-	if ((r = cli_parse("moat sshkey remove", argc, argv, opts, 1, pos, 1,
-	    1, &npos, cmd_sshkey_usage)) != 0)
-		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
-	if ((status = cli_conn_open(&c)) != 0)
-		return status;
-	if ((status = cli_api(c, "GET", "/api/v1/ssh-keys", NULL, &out)) != 0)
-		goto out;
-	json_array_foreach(json_object_get(out, "ssh_keys"), i, k) {
-		const char *kid = json_string_value(json_object_get(k, "id"));
-		const char *kn = json_string_value(json_object_get(k, "name"));
-
-		if (kid != NULL && (strcmp(kid, pos[0]) == 0 ||
-		    (kn != NULL && strcmp(kn, pos[0]) == 0))) {
-			id = kid;
-			name = kn;
-			break;
-		}
-	}
-	status = CLI_FAILED;
-	if (id == NULL) {
-		fprintf(stderr, "moat sshkey remove: you have no SSH key with "
-		    "id or name '%s'\n", pos[0]);
-		goto out;
-	}
-	{
-		char cn[96];
-
-		snprintf(q, sizeof(q), "Remove SSH key %s (%s)?", cli_clean(
-		    name, cn, sizeof(cn)), id);
-	}
-	if ((status = cli_confirm_or_yes("moat sshkey remove", q, yes)) != 0)
-		goto out;
-	if (cli_path(path, sizeof(path), "/api/v1/ssh-keys/", id, NULL) != 0) {
-		status = CLI_USAGE;
-		goto out;
-	}
-	if ((status = cli_api(c, "DELETE", path, NULL, NULL)) != 0)
-		goto out;
-	printf("Removed SSH key %s\n", id);
-out:
-	json_decref(out);
-	cli_conn_free(c);
-	return status;
+	return cli_run_remove(&cmd, argc, argv);
 }
 
 static const struct cli_command subs[] = {

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "cli_args.h"
+#include "cli_cmd.h"
 #include "cli_http.h"
 #include "cli_out.h"
 
@@ -88,125 +89,60 @@ out:
 	return status;
 }
 
+static void
+token_row(const struct cli_conn *c, const json_t *k, const char **row,
+    char cell[][CLI_CELL_MAX])
+{
+	const json_t *scope = json_object_get(k, "scope");
+	const char *id = json_string_value(json_object_get(k, "id"));
+	const char *name = json_string_value(json_object_get(k, "name"));
+
+	snprintf(cell[1], CLI_CELL_MAX, "%s%s", name != NULL ? name : "-",
+	    id != NULL && c->token_id != NULL && strcmp(id, c->token_id) == 0 ?
+	    " (this CLI)" : "");
+	row[0] = id;
+	row[1] = cell[1];
+	row[2] = json_is_array(scope) ? cli_join(scope, cell[2], CLI_CELL_MAX) :
+	    "all of yours";
+	row[3] = cli_time(json_string_value(json_object_get(k, "created_at")),
+	    cell[3], CLI_CELL_MAX);
+	row[4] = cli_epoch(json_integer_value(json_object_get(k, "expires_at")),
+	    cell[4], CLI_CELL_MAX);
+	row[5] = cli_epoch(json_integer_value(json_object_get(k,
+	    "last_used_at")), cell[5], CLI_CELL_MAX);
+}
+
 static int
 token_list(int argc, char **argv)
 {
 	static const char *const head[] = { "ID", "NAME", "ROLES", "CREATED",
 	    "EXPIRES", "LAST USED" };
-	struct cli_conn *c = NULL;
-	struct cli_table *t = NULL;
-	const char *pos[1];
-	json_t *out = NULL, *list, *k;
-	bool json = false;
-	size_t npos, i;
-	int r, status;
-	const struct cli_opt opts[] = {
-		{ "--json", NULL, CLI_OPT_FLAG, &json },
+	static const struct cli_list_cmd cmd = {
+		"moat token list", cmd_token_usage, "/api/v1/tokens", "tokens",
+		false, 6, head, token_row,
 	};
 
-	if ((r = cli_parse("moat token list", argc, argv, opts, 1, pos, 0, 0,
-	    &npos, cmd_token_usage)) != 0)
-		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
-	if ((status = cli_conn_open(&c)) != 0)
-		return status;
-	if ((status = cli_api(c, "GET", "/api/v1/tokens", NULL, &out)) != 0)
-		goto out;
-	list = json_object_get(out, "tokens");
-	if (json) {
-		cli_print_json(json_is_array(list) ? list : json_array());
-		goto out;
-	}
-	status = CLI_FAILED;
-	if ((t = cli_table_new(6, head)) == NULL)
-		goto out;
-	json_array_foreach(list, i, k) {
-		char name[128], roles[256], cr[32], ex[32], lu[32];
-		const json_t *scope = json_object_get(k, "scope");
-		const char *id = json_string_value(json_object_get(k, "id"));
-		const char *row[6];
+	return cli_run_list(&cmd, argc, argv);
+}
 
-		snprintf(name, sizeof(name), "%s%s", json_string_value(
-		    json_object_get(k, "name")) ? json_string_value(
-		    json_object_get(k, "name")) : "-", id != NULL &&
-		    c->token_id != NULL && strcmp(id, c->token_id) == 0 ?
-		    " (this CLI)" : "");
-		row[0] = id;
-		row[1] = name;
-		row[2] = json_is_array(scope) ? cli_join(scope, roles,
-		    sizeof(roles)) : "all of yours";
-		row[3] = cli_time(json_string_value(json_object_get(k,
-		    "created_at")), cr, sizeof(cr));
-		row[4] = cli_epoch(json_integer_value(json_object_get(k,
-		    "expires_at")), ex, sizeof(ex));
-		row[5] = cli_epoch(json_integer_value(json_object_get(k,
-		    "last_used_at")), lu, sizeof(lu));
-		if (cli_table_add(t, row) != 0)
-			goto out;
-	}
-	cli_table_print(t, stdout);
-	status = CLI_OK;
-out:
-	cli_table_free(t);
-	json_decref(out);
-	cli_conn_free(c);
-	return status;
+static void
+token_question(const struct cli_conn *c, const char *id, const char *name,
+    char *q, size_t qlen)
+{
+	snprintf(q, qlen, "Revoke token %s (%s)%s?", name ? name : "-", id,
+	    c->token_id != NULL && strcmp(id, c->token_id) == 0 ?
+	    ", the one this CLI uses" : "");
 }
 
 static int
 token_revoke(int argc, char **argv)
 {
-	struct cli_conn *c = NULL;
-	const char *pos[1], *id = NULL, *name = NULL;
-	json_t *out = NULL, *k;
-	bool yes = false;
-	char path[256], q[256];
-	size_t npos, i;
-	int r, status;
-	const struct cli_opt opts[] = {
-		{ "--yes", "-y", CLI_OPT_FLAG, &yes },
+	static const struct cli_remove_cmd cmd = {
+		"moat token revoke", cmd_token_usage, "/api/v1/tokens",
+		"tokens", "token", "Revoked", token_question,
 	};
 
-	if ((r = cli_parse("moat token revoke", argc, argv, opts, 1, pos, 1, 1,
-	    &npos, cmd_token_usage)) != 0)
-		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
-	if ((status = cli_conn_open(&c)) != 0)
-		return status;
-	/* Accept the id or the name of one of the caller's tokens. */
-	if ((status = cli_api(c, "GET", "/api/v1/tokens", NULL, &out)) != 0)
-		goto out;
-	json_array_foreach(json_object_get(out, "tokens"), i, k) {
-		const char *kid = json_string_value(json_object_get(k, "id"));
-		const char *kn = json_string_value(json_object_get(k, "name"));
-
-		if (kid != NULL && (strcmp(kid, pos[0]) == 0 ||
-		    (kn != NULL && strcmp(kn, pos[0]) == 0))) {
-			id = kid;
-			name = kn;
-			break;
-		}
-	}
-	status = CLI_FAILED;
-	if (id == NULL) {
-		fprintf(stderr, "moat token revoke: you have no token with id "
-		    "or name '%s'\n", pos[0]);
-		goto out;
-	}
-	snprintf(q, sizeof(q), "Revoke token %s (%s)%s?", name ? name : "-",
-	    id, c->token_id != NULL && strcmp(id, c->token_id) == 0 ?
-	    ", the one this CLI uses" : "");
-	if ((status = cli_confirm_or_yes("moat token revoke", q, yes)) != 0)
-		goto out;
-	if (cli_path(path, sizeof(path), "/api/v1/tokens/", id, NULL) != 0) {
-		status = CLI_USAGE;
-		goto out;
-	}
-	if ((status = cli_api(c, "DELETE", path, NULL, NULL)) != 0)
-		goto out;
-	printf("Revoked token %s\n", id);
-out:
-	json_decref(out);
-	cli_conn_free(c);
-	return status;
+	return cli_run_remove(&cmd, argc, argv);
 }
 
 static const struct cli_command subs[] = {

@@ -14,11 +14,11 @@
 
 #include "cli.h"
 #include "cli_args.h"
+#include "cli_cmd.h"
 #include "cli_http.h"
 #include "cli_out.h"
 
 #define PASSWORD_MAX 1024
-#define USER_PAGES_MAX 1000
 
 void
 cmd_user_usage(FILE *f)
@@ -119,78 +119,34 @@ out:
 	return status;
 }
 
+static void
+user_row(const struct cli_conn *c, const json_t *u, const char **row,
+    char cell[][CLI_CELL_MAX])
+{
+	(void)c;
+	row[0] = cli_str(u, "username");
+	row[1] = cli_str(u, "org");
+	row[2] = cli_join(json_object_get(u, "roles"), cell[2], CLI_CELL_MAX);
+	row[3] = json_is_true(json_object_get(u, "disabled")) ? "disabled" :
+	    "active";
+	row[4] = json_is_true(json_object_get(u, "totp_enabled")) ? "yes" :
+	    "no";
+	row[5] = cli_time(json_string_value(json_object_get(u, "created_at")),
+	    cell[5], CLI_CELL_MAX);
+}
+
+/* Every page, following the "next" cursor. */
 static int
 user_list(int argc, char **argv)
 {
 	static const char *const head[] = { "NAME", "ORG", "ROLES", "STATUS",
 	    "TOTP", "CREATED" };
-	struct cli_conn *c = NULL;
-	struct cli_table *t = NULL;
-	const char *pos[1];
-	json_t *all = NULL, *out = NULL, *u;
-	bool json = false;
-	char path[512], next[256] = "";
-	size_t npos, i;
-	int r, status;
-	const struct cli_opt opts[] = {
-		{ "--json", NULL, CLI_OPT_FLAG, &json },
+	static const struct cli_list_cmd cmd = {
+		"moat user list", cmd_user_usage, "/api/v1/users", "users",
+		true, 6, head, user_row,
 	};
 
-	if ((r = cli_parse("moat user list", argc, argv, opts, 1, pos, 0, 0,
-	    &npos, cmd_user_usage)) != 0)
-		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
-	if ((status = cli_conn_open(&c)) != 0)
-		return status;
-	if ((all = json_array()) == NULL) {
-		status = CLI_FAILED;
-		goto out;
-	}
-	/* Every page, following the "next" cursor. */
-	for (int page = 0; page < USER_PAGES_MAX; page++) {
-		const char *nx;
-
-		if (next[0] == '\0')
-			snprintf(path, sizeof(path), "/api/v1/users?limit=1000");
-		else if (cli_path(path, sizeof(path),
-		    "/api/v1/users?limit=1000&after=", next, NULL) != 0)
-			break;
-		if ((status = cli_api(c, "GET", path, NULL, &out)) != 0)
-			goto out;
-		json_array_extend(all, json_object_get(out, "users"));
-		nx = json_string_value(json_object_get(out, "next"));
-		if (nx == NULL || nx[0] == '\0' || strlen(nx) >= sizeof(next))
-			break;
-		snprintf(next, sizeof(next), "%s", nx);
-		json_decref(out);
-		out = NULL;
-	}
-	if (json) {
-		cli_print_json(all);
-		goto out;
-	}
-	status = CLI_FAILED;
-	if ((t = cli_table_new(6, head)) == NULL)
-		goto out;
-	json_array_foreach(all, i, u) {
-		char roles[256], cr[32];
-		const char *row[6] = { cli_str(u, "username"), cli_str(u, "org"),
-		    cli_join(json_object_get(u, "roles"), roles, sizeof(roles)),
-		    json_is_true(json_object_get(u, "disabled")) ? "disabled" :
-		    "active", json_is_true(json_object_get(u, "totp_enabled")) ?
-		    "yes" : "no", cli_time(json_string_value(json_object_get(u,
-		    "created_at")), cr, sizeof(cr)) };
-
-		if (cli_table_add(t, row) != 0)
-			goto out;
-	}
-	cli_table_print(t, stdout);
-	status = CLI_OK;
-out:
-	cli_table_free(t);
-	json_decref(all);
-	json_decref(out);
-	cli_conn_free(c);
-	return status;
+	return cli_run_list(&cmd, argc, argv);
 }
 
 static int

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/thread.h>
 
@@ -636,4 +637,19 @@ void
 workpool_free(struct workpool *p)
 {
 	wp_destroy(p);
+}
+
+int
+loop_default_threads(long configured)
+{
+	long n = configured;
+
+	if (n <= 0) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		if (n < 1)
+			n = 1;
+		if (n > 8)
+			n = 8;
+	}
+	return (int)n;
 }

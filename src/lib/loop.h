@@ -28,6 +28,10 @@ struct workpool;
  * Idempotent. */
 int loop_global_init(void) MOAT_MUST_CHECK;
 
+/* The number of event-loop threads for a "threads" setting: configured
+ * when it is 1 or more, else one per online CPU, at most 8 (at least 1). */
+int loop_default_threads(long configured);
+
 /* nthreads >= 1 bases; thread 0 runs on the caller of loop_group_run(). */
 int loop_group_new(struct loop_group **out, int nthreads) MOAT_MUST_CHECK;
 int loop_group_size(const struct loop_group *g);

@@ -71,4 +71,10 @@ int metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
 /* Appends the exposition text of every metric to out. */
 int metrics_render(struct metrics *m, struct buf *out) MOAT_MUST_CHECK;
 
+/* An http.h route handler serving GET /metrics: renders metrics (a
+ * struct metrics *, borrowed) as text/plain; version=0.0.4, or answers 500.
+ * Lives in metrics_http.c so that metrics.c does not depend on http.c. */
+struct http_request;
+void metrics_http_handler(struct http_request *req, void *metrics);
+
 #endif

@@ -211,20 +211,6 @@ on_reload(void *arg)
 	policy_check(arg);
 }
 
-static void
-handle_metrics(struct http_request *req, void *arg)
-{
-	struct app *a = arg;
-	struct buf out;
-
-	buf_init(&out, 4 * 1024 * 1024);
-	if (metrics_render(a->metrics, &out) != 0)
-		http_respond_error(req, 500, "internal", "metrics unavailable");
-	else
-		http_respond(req, 200, "text/plain; version=0.0.4", out.data, out.len);
-	buf_free(&out);
-}
-
 static int
 load_config(struct app *a, int argc, char **argv)
 {
@@ -303,21 +289,6 @@ open_audit(struct app *a)
 }
 
 static int
-thread_count(const struct app *a)
-{
-	long n = config_int(a->cfg, "threads");
-
-	if (n <= 0) {
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-		if (n < 1)
-			n = 1;
-		if (n > 8)
-			n = 8;
-	}
-	return (int)n;
-}
-
-static int
 open_servers(struct app *a)
 {
 	struct http_limits lim;
@@ -361,7 +332,7 @@ open_servers(struct app *a)
 			return r;
 		http_server_set_access_log(a->msrv, NULL);
 		if ((r = http_server_route(a->msrv, "GET", "/metrics",
-		    handle_metrics, a)) != 0)
+		    metrics_http_handler, a->metrics)) != 0)
 			return r;
 		memset(&mo, 0, sizeof(mo));
 		mo.addr = mlisten;
@@ -422,7 +393,8 @@ main(int argc, char **argv)
 		goto out;
 	proxy_set_policy(a.proxy, policy);
 	if ((r = loop_global_init()) != 0 ||
-	    (r = loop_group_new(&a.loops, thread_count(&a))) != 0 ||
+	    (r = loop_group_new(&a.loops, loop_default_threads(config_int(a.cfg,
+	    "threads")))) != 0 ||
 	    (r = workpool_new(&a.workers, 1, 16)) != 0)
 		goto out;
 	loop_group_set_hooks(a.loops, on_shutdown, on_reload, &a);

@@ -189,22 +189,6 @@ handle_api_unknown(struct http_request *req, void *arg)
 	    "authentication required");
 }
 
-static void
-handle_metrics(struct http_request *req, void *arg)
-{
-	struct server *s = arg;
-	struct buf out;
-
-	buf_init(&out, 4 * 1024 * 1024);
-	if (metrics_render(s->metrics, &out) != 0) {
-		http_respond_error(req, 500, "internal", "metrics unavailable");
-	} else {
-		http_respond(req, 200, "text/plain; version=0.0.4", out.data,
-		    out.len);
-	}
-	buf_free(&out);
-}
-
 /* --- metrics --- */
 
 static const char *
@@ -506,7 +490,7 @@ open_http(struct server *s)
 		if ((r = http_server_new(&s->metrics_http, &lim)) != 0)
 			return r;
 		http_server_set_access_log(s->metrics_http, NULL);
-		if ((r = http_server_route(s->metrics_http, "GET", "/metrics", handle_metrics, s)) != 0)
+		if ((r = http_server_route(s->metrics_http, "GET", "/metrics", metrics_http_handler, s->metrics)) != 0)
 			return r;
 		mo.addr = mlisten;
 		if ((r = http_server_listen(s->metrics_http, loop_group_base(s->loops, 0), &mo)) != 0) {
@@ -569,21 +553,6 @@ load_config(struct server *s, int argc, char **argv)
 	return 0;
 }
 
-static int
-thread_count(const struct server *s)
-{
-	long n = config_int(s->cfg, "threads");
-
-	if (n <= 0) {
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-		if (n < 1)
-			n = 1;
-		if (n > 8)
-			n = 8;
-	}
-	return (int)n;
-}
-
 int
 moatd_serve_main(int argc, char **argv)
 {
@@ -599,7 +568,8 @@ moatd_serve_main(int argc, char **argv)
 		goto out;
 	}
 	if ((r = loop_global_init()) != 0 ||
-	    (r = loop_group_new(&s.loops, thread_count(&s))) != 0 ||
+	    (r = loop_group_new(&s.loops, loop_default_threads(config_int(s.cfg,
+	    "threads")))) != 0 ||
 	    (r = workpool_new(&s.workers, (int)config_int(s.cfg, "workers"), 1024)) != 0)
 		goto out;
 	loop_group_set_hooks(s.loops, on_shutdown, on_reload, &s);
