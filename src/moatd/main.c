@@ -27,6 +27,7 @@ usage(FILE *f)
 	    "       moatd reset-password USER --data-dir DIR\n"
 	    "       moatd rotate-keys --data-dir DIR\n"
 	    "       moatd [serve] --data-dir DIR [options]   (moatd serve --help)\n"
+	    "       moatd config-reference                   (every option, as Markdown)\n"
 	    "       moatd --version\n");
 }
 
@@ -41,6 +42,11 @@ main(int argc, char **argv)
 		return moatd_rotate_keys_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return moatd_serve_main(argc - 2, argv + 2);
+	if (argc == 2 && strcmp(argv[1], "config-reference") == 0) {
+		/* The configuration table as Markdown, for docs/operations.md. */
+		config_print_markdown(moatd_serve_keys, moatd_serve_nkeys, stdout);
+		return 0;
+	}
 	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 ||
 	    strcmp(argv[1], "version") == 0)) {
 		printf("moatd %s\n", MOAT_VERSION);

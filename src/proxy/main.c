@@ -44,8 +44,8 @@ static const struct config_key proxy_keys[] = {
 	  "DNS server to ask, ADDR:PORT (default: the system's, from /etc/resolv.conf).", 0, 0, false },
 	{ "hosts-file", CFG_STRING, NULL,
 	  "Hosts file answered before DNS (split-horizon names).", 0, 0, false },
-	{ "metrics-listen", CFG_STRING, "",
-	  "Address of the plain-HTTP Prometheus /metrics listener; empty turns it off.", 0, 0, false },
+	{ "metrics-listen", CFG_STRING, NULL,
+	  "Address of the plain-HTTP Prometheus /metrics listener; off when unset.", 0, 0, false },
 	{ "audit-file", CFG_STRING, NULL,
 	  "Local audit hash chain to append decisions to (default: no audit chain).", 0, 0, false },
 	{ "audit-key", CFG_STRING, NULL,
@@ -359,6 +359,12 @@ main(int argc, char **argv)
 	int r, code = 1;
 
 	memset(&a, 0, sizeof(a));
+	if (argc == 2 && strcmp(argv[1], "--config-reference") == 0) {
+		/* The configuration table as Markdown, for docs/operations.md. */
+		config_print_markdown(proxy_keys, sizeof(proxy_keys) /
+		    sizeof(proxy_keys[0]), stdout);
+		return 0;
+	}
 	if ((r = load_config(&a, argc - 1, argv + 1)) != 0) {
 		code = r == 1 ? 0 : 2;
 		goto out;

@@ -40,7 +40,7 @@ const struct config_key moatd_serve_keys[] = {
 	  "Address of the HTTPS listener (API, UI, health).", 0, 0, false },
 	{ "metrics-listen", CFG_STRING, "127.0.0.1:2112",
 	  "Address of the plain-HTTP Prometheus /metrics listener; empty turns it off.", 0, 0, false },
-	{ "plain-listen", CFG_STRING, "",
+	{ "plain-listen", CFG_STRING, NULL,
 	  "Extra plain-HTTP listener for development and benchmarks; loopback addresses only.", 0, 0, false },
 	{ "secrets-dir", CFG_STRING, NULL,
 	  "Kubernetes-Secret-style directory with TLS material and keys (default DATA-DIR/secrets).", 0, 0, false },
