@@ -3,6 +3,8 @@
  *
  *   moatd init DIR [--force]        create a development data directory
  *   moatd reset-password USER --data-dir DIR   break-glass password reset
+ *   moatd backup --data-dir DIR OUT          consistent backup, while running
+ *   moatd restore BACKUP --data-dir NEWDIR   a new data directory from it
  *   moatd [serve] --data-dir DIR    run the control plane
  *
  * Each subcommand lives in its own module; main only chooses one.
@@ -13,6 +15,7 @@
 #include "identity/reset.h"
 #include "secrets/init.h"
 #include "secrets/rotate.h"
+#include "server/backup.h"
 #include "server/serve.h"
 
 #ifndef MOAT_VERSION
@@ -26,6 +29,8 @@ usage(FILE *f)
 	    "usage: moatd init DIR [--force]\n"
 	    "       moatd reset-password USER --data-dir DIR\n"
 	    "       moatd rotate-keys --data-dir DIR\n"
+	    "       moatd backup --data-dir DIR OUT\n"
+	    "       moatd restore BACKUP --data-dir NEWDIR\n"
 	    "       moatd [serve] --data-dir DIR [options]   (moatd serve --help)\n"
 	    "       moatd config-reference                   (every option, as Markdown)\n"
 	    "       moatd --version\n");
@@ -40,6 +45,10 @@ main(int argc, char **argv)
 		return moatd_reset_password_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "rotate-keys") == 0)
 		return moatd_rotate_keys_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "backup") == 0)
+		return moatd_backup_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "restore") == 0)
+		return moatd_restore_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return moatd_serve_main(argc - 2, argv + 2);
 	if (argc == 2 && strcmp(argv[1], "config-reference") == 0) {

@@ -481,3 +481,13 @@ store_schema_version(struct store *st)
 		return MOAT_ERR_INVAL;
 	return st->be->schema_version(st);
 }
+
+int
+store_backup(struct store *st, const char *dest_path)
+{
+	if (st == NULL || dest_path == NULL || dest_path[0] == '\0')
+		return MOAT_ERR_INVAL;
+	if (st->be->backup == NULL)
+		return MOAT_ERR_UNSUPPORTED;
+	return st->be->backup(st, dest_path);
+}

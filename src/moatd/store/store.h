@@ -112,6 +112,15 @@ int store_transaction(struct store *st, store_txn_fn fn, void *arg)
 /* The schema version the database is at (after migrations). */
 int store_schema_version(struct store *st);
 
+/* Writes a consistent copy of the whole store to the new file dest_path
+ * (created 0600 with O_EXCL|O_NOFOLLOW: MOAT_ERR_EXISTS when it exists),
+ * while other threads and processes keep reading and writing: the copy
+ * holds exactly the transactions committed when it started (SQLite's online
+ * backup API, one read snapshot). The copy is fsynced and opens with
+ * store_open(). On failure nothing is left at dest_path. Must not be called
+ * inside store_transaction(). */
+int store_backup(struct store *st, const char *dest_path) MOAT_MUST_CHECK;
+
 /* Writes a fresh random document id (32 lowercase hex characters and a
  * NUL; outlen >= STORE_ID_GEN_LEN) into out, for callers that need the id
  * before the insert, e.g. to seal a value bound to its record. */

@@ -50,6 +50,8 @@ struct store_backend {
 	    const char *id, int64_t expected_rev);
 	int (*transaction)(struct store *st, store_txn_fn fn, void *arg);
 	int (*schema_version)(struct store *st);
+	/* dest_path is a non-empty path (store_backup()). */
+	int (*backup)(struct store *st, const char *dest_path);
 };
 
 struct store {

@@ -49,6 +49,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -924,6 +925,104 @@ sq_schema_version(struct store *st)
 	return ((struct sq *)st->impl)->version;
 }
 
+/* ---- online backup ---- */
+
+/*
+ * Copies the database with SQLite's backup API from a pool connection (never
+ * the thread's transaction connection, so the copy holds only committed
+ * state). sqlite3_backup_step(-1) copies every page under one read snapshot:
+ * in WAL mode writers on other connections and processes carry on meanwhile
+ * and the copy is the state at the snapshot. SQLITE_BUSY/LOCKED (a writer
+ * holding the lock at the moment the snapshot is taken) is retried within
+ * SQ_BUSY_TIMEOUT_MS.
+ */
+static int
+sq_backup(struct store *st, const char *dest_path)
+{
+	struct sq *sq = st->impl;
+	struct sq_conn *c = NULL;
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b = NULL;
+	int64_t deadline = mono_ms() + SQ_BUSY_TIMEOUT_MS;
+	bool created = false;
+	int fd, rc, r = MOAT_ERR_IO;
+
+	fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = moat_err_from_errno(errno);
+		log_error(COMPONENT, "cannot create backup file",
+		    LF_STR("path", dest_path), LF_STR("error", strerror(errno)));
+		goto out;
+	}
+	created = true;
+	close(fd);
+	if ((r = pool_get(sq, &c)) != 0)
+		goto out;
+	rc = sqlite3_open_v2(dest_path, &dst, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_PRIVATECACHE |
+	    SQLITE_OPEN_NOFOLLOW, NULL);
+	if (rc != SQLITE_OK) {
+		r = sq_fail(dst, rc, "backup open");
+		goto out;
+	}
+	if ((b = sqlite3_backup_init(dst, "main", c->db, "main")) == NULL) {
+		r = sq_fail(dst, sqlite3_errcode(dst), "backup init");
+		goto out;
+	}
+	for (;;) {
+		rc = sqlite3_backup_step(b, -1);
+		if (rc == SQLITE_DONE)
+			break;
+		if ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) &&
+		    mono_ms() < deadline) {
+			sleep_ms(10);
+			continue;
+		}
+		r = sq_fail(c->db, rc, "backup step");
+		goto out;
+	}
+	rc = sqlite3_backup_finish(b);
+	b = NULL;
+	if (rc != SQLITE_OK) {
+		r = sq_fail(dst, rc, "backup finish");
+		goto out;
+	}
+	rc = sqlite3_close(dst);
+	dst = NULL;
+	if (rc != SQLITE_OK) {
+		r = sq_fail(NULL, rc, "backup close");
+		goto out;
+	}
+	/* Durable before it is reported done. */
+	if ((fd = open(dest_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+	    fsync(fd) != 0) {
+		r = moat_err_from_errno(errno);
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	close(fd);
+	log_info(COMPONENT, "store backed up", LF_STR("path", dest_path));
+	r = 0;
+out:
+	if (b != NULL)
+		sqlite3_backup_finish(b);
+	if (dst != NULL)
+		sqlite3_close(dst);
+	pool_put(sq, c);
+	if (r != 0 && created) {
+		char side[PATH_MAX];
+
+		unlink(dest_path);
+		/* A journal the failed copy may have left. */
+		if (snprintf(side, sizeof(side), "%s-journal", dest_path) <
+		    (int)sizeof(side))
+			unlink(side);
+	}
+	return r;
+}
+
 /* ---- opening: file mode, migrations, re-indexing ---- */
 
 /* Creates the database file 0600 (SQLite then gives its -wal and -shm
@@ -1283,4 +1382,5 @@ const struct store_backend store__sqlite_backend = {
 	.del = sq_delete,
 	.transaction = sq_transaction,
 	.schema_version = sq_schema_version,
+	.backup = sq_backup,
 };
