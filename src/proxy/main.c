@@ -191,6 +191,32 @@ on_policy_timer(evutil_socket_t fd, short what, void *arg)
 	policy_check(arg);
 }
 
+/* Requests the HTTP core refuses before any route sees them (smuggling
+ * shapes, oversized heads) are egress attempts too: each is audited as a
+ * denial, like the ones the proxy decides itself. */
+static void
+observe_refused(const struct http_request *req, const char *route, int status,
+    uint64_t duration_ns, void *arg)
+{
+	struct app *a = arg;
+	const char *method = http_req_method(req);
+	json_t *ev;
+
+	(void)duration_ns;
+	if (route[0] != '\0' || a->audit == NULL || (status != 400 &&
+	    status != 413 && status != 414 && status != 431))
+		return;
+	if ((ev = audit_event_new("egress.deny", "denied")) == NULL)
+		return;
+	json_object_set_new(ev, "actor", json_pack("{s:s}", "addr",
+	    http_req_client_addr(req)));
+	json_object_set_new(ev, "details", json_pack("{s:s,s:i,s:s}", "reason",
+	    "malformed request refused by the HTTP parser", "status", status,
+	    "method", method != NULL ? method : ""));
+	if (audit_emit(a->audit, ev) != 0)
+		log_warn(COMPONENT, "could not audit a refused request");
+}
+
 static void
 on_shutdown(void *arg)
 {
@@ -305,6 +331,7 @@ open_servers(struct app *a)
 		return r;
 	if (!config_bool(a->cfg, "access-log"))
 		http_server_set_access_log(a->srv, NULL);
+	http_server_set_observer(a->srv, observe_refused, a);
 	if ((r = proxy_routes(a->proxy, a->srv)) != 0)
 		return r;
 	memset(&lo, 0, sizeof(lo));
