@@ -339,3 +339,17 @@ def test_disk_below_audit_reserve_makes_moatd_not_ready(moatd_factory):
     assert m.curl("/healthz").status == 200
     m.wait_for_log(lambda d: d.get("level") in ("warn", "error") and
                    d.get("component") == "audit")
+
+
+def test_plain_listener_is_loopback_only(moatd_data):
+    # The plain-HTTP listener exists for development and benchmarks; it
+    # must never expose the API without TLS beyond the machine.
+    exe = str(mh.binary("moatd"))
+    port = mh.free_port()
+    cp = subprocess.run([exe, "--data-dir", str(moatd_data), "--listen",
+                         f"127.0.0.1:{mh.free_port()}", "--metrics-listen", "",
+                         "--plain-listen", f"0.0.0.0:{port}"],
+                        capture_output=True, text=True, env=mh.child_env(),
+                        timeout=30)
+    assert cp.returncode != 0
+    assert "loopback" in cp.stderr
