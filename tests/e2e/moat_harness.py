@@ -32,6 +32,7 @@ import os
 import re
 import shlex
 import shutil
+import random
 import signal
 import socket
 import ssl
@@ -87,9 +88,25 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 # ------------------------------------------------------------------- ports
 
+# Ports for servers under test come from below the kernel's ephemeral range
+# (32768-60999 here), so a client's outgoing connection can never take a
+# port between the moment it is chosen and the moment a server binds it.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+_port_rng = random.Random(os.getpid() ^ time.time_ns())
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on host a moment ago (bind to port 0)."""
+    """A TCP port that was free on host a moment ago, chosen at random
+    below the ephemeral range (see above); port 0 as a last resort."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(200):
+        port = _port_rng.randrange(_PORT_LOW, _PORT_HIGH)
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
