@@ -536,20 +536,11 @@ static int
 set_password_mutate(json_t *doc, void *arg)
 {
 	struct set_password_ctx *c = arg;
-	json_t *sealed;
 
 	if (json_object_set_new(doc, "password_hash", json_string(c->hash)) != 0)
 		return MOAT_ERR_NOMEM;
-	if (!c->clear_totp)
-		return 0;
-	sealed = json_object_get(doc, "sealed");
-	if (json_is_object(sealed)) {
-		json_object_del(sealed, "totp_seed");
-		json_object_del(sealed, "totp_pending");
-		if (json_object_size(sealed) == 0)
-			json_object_del(doc, "sealed");
-	}
-	json_object_del(doc, "totp_last_step");
+	if (c->clear_totp)
+		identity__clear_totp(doc);
 	return 0;
 }
 

@@ -116,6 +116,9 @@ int identity__copy(char *out, size_t outlen, const char *s) MOAT_MUST_CHECK;
 typedef int (*identity_mutate_fn)(json_t *doc, void *arg);
 int identity__update(struct store *st, const char *coll, const char *id,
     identity_mutate_fn fn, void *arg, json_t **out) MOAT_MUST_CHECK;
+/* Removes the TOTP seed, a pending enrollment and the last used step from
+ * a user document (password reset, TOTP disable). */
+void identity__clear_totp(json_t *doc);
 /* An identity_mutate_fn that marks a session or token "revoked". */
 int identity__revoke_mutate(json_t *doc, void *arg);
 

@@ -235,12 +235,12 @@ out:
 	return r;
 }
 
-static int
-disable_mutate(json_t *doc, void *arg)
+/* Removes TOTP from a user document (identity__clear_totp). */
+void
+identity__clear_totp(json_t *doc)
 {
 	json_t *sealed = json_object_get(doc, "sealed");
 
-	(void)arg;
 	if (json_is_object(sealed)) {
 		json_object_del(sealed, "totp_seed");
 		json_object_del(sealed, "totp_pending");
@@ -248,6 +248,13 @@ disable_mutate(json_t *doc, void *arg)
 			json_object_del(doc, "sealed");
 	}
 	json_object_del(doc, "totp_last_step");
+}
+
+static int
+disable_mutate(json_t *doc, void *arg)
+{
+	(void)arg;
+	identity__clear_totp(doc);
 	return 0;
 }
 
