@@ -20,6 +20,7 @@
 #include "cli_config.h"
 #include "cli_http.h"
 #include "cli_out.h"
+#include "uri.h"
 
 void
 cli_trust_clear(struct cli_trust *t)
@@ -31,17 +32,6 @@ cli_trust_clear(struct cli_trust *t)
 }
 
 /* ---- fingerprints ---- */
-
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 int
 cli_fp_parse(const char *s, unsigned char out[32])
@@ -75,8 +65,8 @@ cli_fp_parse(const char *s, unsigned char out[32])
 			s++;
 			continue;
 		}
-		if ((hi = hexval((unsigned char)s[0])) < 0 ||
-		    (lo = hexval((unsigned char)s[1])) < 0 || n >= 32)
+		if ((hi = uri_hexval((unsigned char)s[0])) < 0 ||
+		    (lo = uri_hexval((unsigned char)s[1])) < 0 || n >= 32)
 			return MOAT_ERR_INVAL;
 		tmp[n++] = (unsigned char)(hi << 4 | lo);
 		s += 2;

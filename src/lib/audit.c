@@ -19,6 +19,7 @@
 
 #include "audit_int.h"
 #include "json.h"
+#include "uri.h"
 
 char *
 audit__canonical(const json_t *v, size_t *len_out)
@@ -38,23 +39,13 @@ audit__hex(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 bool
 audit__unhex(const char *hex, size_t hexlen, uint8_t *out, size_t n)
 {
 	if (hex == NULL || hexlen != 2 * n)
 		return false;
 	for (size_t i = 0; i < n; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		int hi = uri_hexval(hex[2 * i]), lo = uri_hexval(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return false;
 		out[i] = (uint8_t)(hi << 4 | lo);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "http_int.h"
+#include "uri.h"
 
 static bool
 route_tchar(unsigned char c)
@@ -306,18 +307,6 @@ route_walk(struct route_walk *w, const struct http_rnode *n, size_t i)
 	return route_try(w, n->wild);
 }
 
-static int
-route_hex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Checks one raw segment: escapes well formed, no escaped NUL, not a dot
  * segment (plain or escaped). */
 static bool
@@ -332,8 +321,8 @@ route_seg_ok(const char *s, size_t n)
 		if (ch == '%') {
 			int hi, lo;
 
-			if (n - i < 3 || (hi = route_hex((unsigned char)s[i + 1])) < 0 ||
-			    (lo = route_hex((unsigned char)s[i + 2])) < 0)
+			if (n - i < 3 || (hi = uri_hexval((unsigned char)s[i + 1])) < 0 ||
+			    (lo = uri_hexval((unsigned char)s[i + 2])) < 0)
 				return false;
 			ch = (char)(hi << 4 | lo);
 			if (ch == '\0')
@@ -360,8 +349,8 @@ route_decode(struct buf *b, const char *s, size_t n)
 		char ch = s[i];
 
 		if (ch == '%') {
-			ch = (char)(route_hex((unsigned char)s[i + 1]) << 4 |
-			    route_hex((unsigned char)s[i + 2]));
+			ch = (char)(uri_hexval((unsigned char)s[i + 1]) << 4 |
+			    uri_hexval((unsigned char)s[i + 2]));
 			i += 2;
 			if (ch == '/')
 				return MOAT_ERR_PARSE;

@@ -20,6 +20,7 @@
 #include <idn2.h>
 
 #include "policy_int.h"
+#include "uri.h"
 
 int
 policy__fail(char *path, size_t pathlen, const char *where, char *err,
@@ -78,23 +79,6 @@ policy__name_ok(const char *s, size_t len)
 	return true;
 }
 
-static bool
-is_hex(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-	    (c >= 'A' && c <= 'F');
-}
-
-static unsigned
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return (unsigned)(c - '0');
-	if (c >= 'a' && c <= 'f')
-		return (unsigned)(c - 'a' + 10);
-	return (unsigned)(c - 'A' + 10);
-}
-
 /*
  * True when the last label is a number ("1.2.3.4", "127.1", "0x7f",
  * "host.08"): URL parsers and inet_aton read such names as IPv4 addresses,
@@ -114,7 +98,7 @@ ends_in_number(const char *h, size_t n)
 	if (j == n)
 		return true;
 	if (n - i >= 2 && h[i] == '0' && (h[i + 1] == 'x' || h[i + 1] == 'X')) {
-		for (j = i + 2; j < n && is_hex(h[j]); j++)
+		for (j = i + 2; j < n && uri_hexval(h[j]) >= 0; j++)
 			;
 		return j == n;
 	}
@@ -339,24 +323,6 @@ policy__cidr(const char *in, size_t len, char *out, size_t outlen,
 	return 0;
 }
 
-/* Characters kept as they are in a URL path: RFC 3986 unreserved,
- * sub-delims, ':' and '@' (pchar) and '/'. Everything else printable is
- * percent-encoded. */
-static bool
-path_plain(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || strchr("-._~!$&'()*+,;=:@/", c) != NULL;
-}
-
-static bool
-unreserved(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-	    c == '~';
-}
-
 /* Appends n bytes to out (cap outlen including the NUL). */
 static int
 put(char *out, size_t outlen, size_t *o, const char *s, size_t n)
@@ -390,10 +356,11 @@ url_path_encode(const char *p, size_t n, char *out, size_t outlen, char *err,
 		if (c == '%') {
 			unsigned v;
 
-			if (i + 2 >= n || !is_hex(p[i + 1]) || !is_hex(p[i + 2]))
+			if (i + 2 >= n || uri_hexval(p[i + 1]) < 0 ||
+			    uri_hexval(p[i + 2]) < 0)
 				return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL path has an "
 				    "invalid %% escape");
-			v = hexval(p[i + 1]) << 4 | hexval(p[i + 2]);
+			v = (unsigned)uri_hexval(p[i + 1]) << 4 | (unsigned)uri_hexval(p[i + 2]);
 			i += 2;
 			if (v == '.' || v == '/' || v == '\\')
 				return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL path must "
@@ -402,7 +369,7 @@ url_path_encode(const char *p, size_t n, char *out, size_t outlen, char *err,
 			if (v < 0x20 || v == 0x7f)
 				return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL path must "
 				    "not hold control characters");
-			if (unreserved((unsigned char)v)) {
+			if (uri_unreserved((unsigned char)v)) {
 				enc[0] = (char)v;
 				if (put(out, outlen, &o, enc, 1) != 0)
 					goto toolong;
@@ -420,7 +387,7 @@ url_path_encode(const char *p, size_t n, char *out, size_t outlen, char *err,
 		if (c < 0x20 || c == 0x7f)
 			return moat_fail(MOAT_ERR_INVAL, err, errlen, "the URL path must not hold "
 			    "control characters");
-		if (path_plain(c)) {
+		if (uri_path_char(c)) {
 			enc[0] = (char)c;
 			if (put(out, outlen, &o, enc, 1) != 0)
 				goto toolong;

@@ -42,6 +42,7 @@
 #include <strings.h>
 
 #include "decide.h"
+#include "uri.h"
 
 /* Per-policy outcome while evaluating. */
 struct pol_out {
@@ -391,34 +392,6 @@ decide_after_dns(json_t *const *policies, size_t n,
 }
 
 /* pchar (RFC 3986) and '/': kept as they are, as policy.c does. */
-static bool
-path_plain(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || (c != '\0' &&
-	    strchr("-._~!$&'()*+,;=:@/", c) != NULL);
-}
-
-static bool
-unreserved(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-	    c == '~';
-}
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* A dot segment, or one that some servers take for one: ".", "..", and
  * the same with ";params" after them (Tomcat reads "..;x" as ".."). */
 static int
@@ -502,19 +475,19 @@ decide_normalize_path(const char *path, char *out, size_t outlen)
 		if (c == '%') {
 			int hi, lo;
 
-			if ((hi = hexval(path[i + 1])) < 0 ||
-			    (lo = hexval(path[i + 2])) < 0)
+			if ((hi = uri_hexval(path[i + 1])) < 0 ||
+			    (lo = uri_hexval(path[i + 2])) < 0)
 				goto out;
 			c = (unsigned char)(hi << 4 | lo);
 			i += 2;
 			if (c == '.' || c == '/' || c == '\\' || c < 0x20 ||
 			    c == 0x7f)
 				goto out;
-			if (!unreserved(c))
+			if (!uri_unreserved(c))
 				goto encode;
 		} else if (c == '\\' || c == '#' || c < 0x20 || c == 0x7f) {
 			goto out;
-		} else if (!path_plain(c)) {
+		} else if (!uri_path_char(c)) {
 			goto encode;
 		}
 		if (o + 1 >= outlen) {
