@@ -91,8 +91,11 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 # Ports for servers under test come from below the kernel's ephemeral range
 # (32768-60999 here), so a client's outgoing connection can never take a
 # port between the moment it is chosen and the moment a server binds it.
+# A port is handed out once per test run: two calls in a row (a server's
+# listener and its metrics listener) never get the same one.
 _PORT_LOW, _PORT_HIGH = 20000, 32000
 _port_rng = random.Random(os.getpid() ^ time.time_ns())
+_ports_given: set[int] = set()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -101,12 +104,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
         port = _port_rng.randrange(_PORT_LOW, _PORT_HIGH)
+        if port in _ports_given:
+            continue
         with socket.socket(family, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
-            return port
+        _ports_given.add(port)
+        return port
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]

@@ -373,3 +373,11 @@ def test_moatd_audit_file_flag(procs, tmp_path):
     assert m.audit_events() == []
     (tmp_path / "a.log").write_text('{"seq": 1}\n{"seq": 2}\n')
     assert [e["seq"] for e in m.audit_events()] == [1, 2]
+
+
+def test_free_port_never_repeats_and_avoids_ephemeral_range():
+    lo, hi = (int(x) for x in open(
+        "/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    ports = [mh.free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+    assert not any(lo <= p <= hi for p in ports)
