@@ -18,6 +18,7 @@ struct loop_group;
 struct metrics;
 struct identity;
 struct api_state;
+struct orch;
 
 struct app {
 	struct config *cfg;
@@ -32,6 +33,7 @@ struct app {
 	struct identity *identity;
 	const char *default_org;	/* "default" */
 	struct api_state *api;		/* api.c's own state (api_free) */
+	struct orch *orch;		/* workspaces; NULL when not serving them */
 };
 
 #endif

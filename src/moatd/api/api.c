@@ -21,6 +21,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <event2/bufferevent.h>
+
 #include "app.h"
 #include "audit.h"
 #include "errors.h"
@@ -44,6 +46,7 @@ struct api_job {
 	/* Owned copies behind call's borrowed strings. */
 	char *method, *path, *query, *addr, *ua;
 	char *bearer, *cookie;
+	char *last_event_id;
 	/* The body's verdict, given after authentication. */
 	int body_status;
 	const char *body_code;
@@ -504,6 +507,9 @@ api_job_free(struct api_job *j)
 	free(j->query);
 	free(j->addr);
 	free(j->ua);
+	free(j->last_event_id);
+	if (j->call.stream_free != NULL && j->call.stream_arg != NULL)
+		j->call.stream_free(j->call.stream_arg);
 	if (j->bearer != NULL) {
 		explicit_bzero(j->bearer, strlen(j->bearer));
 		free(j->bearer);
@@ -784,6 +790,30 @@ api_work(void *arg)
 		api_audit_write(j);
 }
 
+/* Hands the connection to the handler's stream function (api.h). */
+static void
+api_stream(struct api_job *j)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: text/event-stream\r\n"
+	    "Cache-Control: no-store\r\n"
+	    "X-Accel-Buffering: no\r\n"
+	    "Connection: close\r\n\r\n";
+	struct api_call *c = &j->call;
+	struct event_base *base = http_req_base(j->req);
+	struct bufferevent *bev = http_req_take_conn(j->req);
+
+	if (bev != NULL) {
+		if (bufferevent_write(bev, head, sizeof(head) - 1) == 0) {
+			c->stream_fn(c->app, c->stream_arg, bev, base);
+			c->stream_arg = NULL;	/* the stream owns it */
+		} else {
+			bufferevent_free(bev);
+		}
+	}
+	api_job_free(j);
+}
+
 static void
 api_done(void *arg)
 {
@@ -805,6 +835,10 @@ api_done(void *arg)
 	if (!hdr_ok)
 		log_warn(COMPONENT, "response header dropped",
 		    LF_STR("path", j->path));
+	if (c->stream_fn != NULL && c->status == 200) {
+		api_stream(j);
+		return;
+	}
 	if (c->status >= 400) {
 		http_respond_error(req, c->status,
 		    c->err_code != NULL ? c->err_code : "error",
@@ -834,7 +868,7 @@ api_http_cb(struct http_request *req, void *arg)
 	struct workpool *pool = rt->heavy && app->hashers != NULL ?
 	    app->hashers : app->workers;
 	struct api_job *j = calloc(1, sizeof(*j));
-	const char *ua;
+	const char *ua, *lei;
 	int r;
 
 	if (j == NULL)
@@ -847,6 +881,9 @@ api_http_cb(struct http_request *req, void *arg)
 	j->addr = api_dup(http_req_client_addr(req));
 	if ((ua = http_req_header(req, "User-Agent")) != NULL)
 		j->ua = strndup(ua, 256);
+	if ((lei = http_req_header(req, "Last-Event-ID")) != NULL &&
+	    (j->last_event_id = strndup(lei, 32)) == NULL)
+		goto nomem;
 	j->bearer = api_bearer(http_req_header(req, "Authorization"));
 	j->cookie = api_cookie(http_req_header(req, "Cookie"));
 	if (j->method == NULL || j->path == NULL || j->query == NULL ||
@@ -865,6 +902,7 @@ api_http_cb(struct http_request *req, void *arg)
 	j->call.query = j->query;
 	j->call.client_addr = j->addr;
 	j->call.user_agent = j->ua;
+	j->call.last_event_id = j->last_event_id;
 	j->call.status = 200;
 	api_parse_body(j, req);
 	if (pool == NULL)

@@ -37,6 +37,8 @@
 #include "rbac/rbac.h"
 
 struct app;
+struct bufferevent;
+struct event_base;
 
 #define API_MAX_BODY (64 * 1024)
 #define API_MAX_PARAMS 4
@@ -63,6 +65,17 @@ struct api_call {
 	json_t *audit_target;		/* owned; what the write acted on */
 	json_t *audit_details;		/* owned; extra audit fields (no secrets) */
 	char *resp_headers[API_MAX_HEADERS][2];	/* owned name/value pairs */
+	const char *last_event_id;	/* Last-Event-ID header, or NULL */
+
+	/* Streaming answer (Server-Sent Events): a handler that sets
+	 * stream_fn and leaves status 200 gets, on the loop thread, the
+	 * connection with a "200 text/event-stream" head already written;
+	 * stream_fn owns bev and stream_arg from then on. When the client
+	 * went away first, stream_free(stream_arg) is called instead. */
+	void (*stream_fn)(struct app *app, void *stream_arg,
+	    struct bufferevent *bev, struct event_base *base);
+	void (*stream_free)(void *stream_arg);
+	void *stream_arg;
 };
 
 typedef void (*api_handler_fn)(struct api_call *c);

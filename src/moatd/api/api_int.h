@@ -142,6 +142,17 @@ void h_policies_get(struct api_call *c);
 void h_policies_put(struct api_call *c);
 void h_policies_delete(struct api_call *c);
 
+void h_workspaces_create(struct api_call *c);
+void h_workspaces_list(struct api_call *c);
+void h_workspaces_get(struct api_call *c);
+void h_workspaces_start(struct api_call *c);
+void h_workspaces_stop(struct api_call *c);
+void h_workspaces_restart(struct api_call *c);
+void h_workspaces_delete(struct api_call *c);
+void h_workspaces_events(struct api_call *c);
+void h_workspaces_logs(struct api_call *c);
+void h_workspaces_stats(struct api_call *c);
+
 /* --- body validators (route.validate) --- */
 int v_login(const json_t *body, char *err, size_t errlen);
 int v_user_create(const json_t *body, char *err, size_t errlen);
@@ -153,5 +164,6 @@ int v_sshkey_create(const json_t *body, char *err, size_t errlen);
 int v_secret_put(const json_t *body, char *err, size_t errlen);
 int v_policy(const json_t *body, char *err, size_t errlen);
 int v_totp_code(const json_t *body, char *err, size_t errlen);
+int v_workspace_create(const json_t *body, char *err, size_t errlen);
 
 #endif

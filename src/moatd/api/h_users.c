@@ -16,6 +16,7 @@
 #include "log.h"
 #include "store/store.h"
 
+#include "orchestrator/orch.h"
 #include "api/api.h"
 #include "api/api_int.h"
 
@@ -419,6 +420,11 @@ users_set_disabled(struct api_call *c, bool disabled)
 		api__fail(c, r, "user");
 		goto out;
 	}
+	/* A disabled user's workspaces stop (their sessions already ended). */
+	if (disabled && c->app->orch != NULL &&
+	    (r = orch_stop_user(c->app->orch, json_get_str(user, "id"))) != 0)
+		log_warn("api", "cannot stop a disabled user's workspaces",
+		    LF_STR("user", name), LF_STR("error", moat_strerror(r)));
 	json_decref(user);
 	user = NULL;
 	if ((r = api__user_by_name(c->app, name, &user)) != 0) {

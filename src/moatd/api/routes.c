@@ -66,6 +66,12 @@ static const struct json_field f_policy[] = {
 	{ "deny", JF_ARRAY, false, 1024, 0, 0 },
 };
 
+static const struct json_field f_workspace_create[] = {
+	{ "name", JF_STRING, true, 63, 0, 0 },
+	{ "template", JF_STRING, true, 64, 0, 0 },
+	{ "owner", JF_STRING, false, 64, 0, 0 },
+};
+
 #define NOBODY NULL, 0
 
 const struct api_route api_routes[] = {
@@ -181,6 +187,42 @@ const struct api_route api_routes[] = {
 	  h_policies_delete, NOBODY, "policy.delete", false,
 	  "Delete an egress policy (not \"default\", not one in use)", NULL,
 	  false },
+
+	/* Workspaces. */
+	{ "POST", "/api/v1/workspaces", PERM_WORKSPACES_OWN,
+	  h_workspaces_create, FIELDS(f_workspace_create),
+	  "workspace.create", false,
+	  "Create a workspace from a template (and start it)",
+	  v_workspace_create, false },
+	{ "GET", "/api/v1/workspaces", PERM_WORKSPACES_OWN,
+	  h_workspaces_list, NOBODY, NULL, false,
+	  "The caller's workspaces (?owner=NAME or * with workspaces:all)",
+	  NULL, false },
+	{ "GET", "/api/v1/workspaces/{owner}/{name}", PERM_WORKSPACES_OWN,
+	  h_workspaces_get, NOBODY, NULL, false,
+	  "One workspace with its state and reason", NULL, false },
+	{ "POST", "/api/v1/workspaces/{owner}/{name}/start",
+	  PERM_WORKSPACES_OWN, h_workspaces_start, NOBODY,
+	  "workspace.start", false, "Start a workspace", NULL, false },
+	{ "POST", "/api/v1/workspaces/{owner}/{name}/stop",
+	  PERM_WORKSPACES_OWN, h_workspaces_stop, NOBODY, "workspace.stop",
+	  false, "Stop a workspace (its home volume stays)", NULL, false },
+	{ "POST", "/api/v1/workspaces/{owner}/{name}/restart",
+	  PERM_WORKSPACES_OWN, h_workspaces_restart, NOBODY,
+	  "workspace.restart", false, "Restart a workspace", NULL, false },
+	{ "DELETE", "/api/v1/workspaces/{owner}/{name}", PERM_WORKSPACES_OWN,
+	  h_workspaces_delete, NOBODY, "workspace.delete", false,
+	  "Delete a workspace, its volume and its keys", NULL, false },
+	{ "GET", "/api/v1/workspaces/{owner}/{name}/events",
+	  PERM_WORKSPACES_OWN, h_workspaces_events, NOBODY, NULL, false,
+	  "Server-Sent Events: state changes, pull progress, startup output",
+	  NULL, false },
+	{ "GET", "/api/v1/workspaces/{owner}/{name}/logs",
+	  PERM_WORKSPACES_OWN, h_workspaces_logs, NOBODY, NULL, false,
+	  "Startup script and agent log from an offset", NULL, false },
+	{ "GET", "/api/v1/workspaces/{owner}/{name}/stats",
+	  PERM_WORKSPACES_OWN, h_workspaces_stats, NOBODY, NULL, false,
+	  "CPU, memory and disk use", NULL, false },
 };
 
 const size_t api_nroutes = NF(api_routes);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -26,6 +27,8 @@
 #include "store/schema.h"
 #include "store/store.h"
 
+#include "drivers/docker/docker.h"
+#include "orchestrator/orch.h"
 #include "api/api.h"
 #include "api/api_int.h"
 #include "server/serve_api.h"
@@ -75,6 +78,70 @@ on_keys_timer(evutil_socket_t fd, short what, void *arg)
 	if (workpool_submit(sa->app->workers, loop_group_base(sa->app->loops, 0),
 	    keys_check_work, keys_check_done, sa) != 0)
 		sa->keys_check_running = false;	/* busy: next tick */
+}
+
+/* The workspaces: a runtime driver and the orchestrator. Without a
+ * runtime moatd still serves everything else; the workspace API answers
+ * 503 and the log says why. Any other failure (no fscrypt without
+ * --insecure-plain-volumes) stops moatd. */
+static int
+start_workspaces(struct app *app)
+{
+	struct orch_options opt;
+	struct driver *drv = NULL;
+	char run_dir[PATH_MAX], agent[PATH_MAX], self[PATH_MAX], err[512] = "";
+	const char *v;
+	ssize_t n;
+	int r;
+
+	if ((r = docker_driver_new(&drv, config_str(app->cfg,
+	    "runtime-socket"), err, sizeof(err))) != 0) {
+		log_warn(COMPONENT, "no container runtime: workspaces are "
+		    "unavailable", LF_STR("error", err));
+		return 0;
+	}
+	memset(&opt, 0, sizeof(opt));
+	if ((v = config_str(app->cfg, "run-dir")) != NULL && v[0] != '\0')
+		snprintf(run_dir, sizeof(run_dir), "%s", v);
+	else
+		snprintf(run_dir, sizeof(run_dir), "%s/run", app->data_dir);
+	if ((v = config_str(app->cfg, "agent-binary")) != NULL && v[0] != '\0') {
+		snprintf(agent, sizeof(agent), "%s", v);
+	} else if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
+		char *slash;
+
+		self[n] = '\0';
+		if ((slash = strrchr(self, '/')) != NULL)
+			*slash = '\0';
+		snprintf(agent, sizeof(agent), "%s/moat-agent", self);
+	} else {
+		snprintf(agent, sizeof(agent), "moat-agent");
+	}
+	opt.run_dir = run_dir;
+	opt.agent_binary = agent;
+	opt.interval_ms = (unsigned)config_int(app->cfg, "reconcile-interval");
+	opt.ready_timeout_ms = (unsigned)config_int(app->cfg,
+	    "workspace-ready-timeout");
+	opt.size_check_ms = (unsigned)config_int(app->cfg,
+	    "size-check-interval");
+	opt.plain_volumes = config_bool(app->cfg, "insecure-plain-volumes");
+	opt.max_per_user = (unsigned)config_int(app->cfg,
+	    "max-workspaces-per-user");
+	opt.max_running_per_user = (unsigned)config_int(app->cfg,
+	    "max-running-per-user");
+	if ((r = orch_new(&app->orch, app, drv, &opt, err, sizeof(err))) != 0) {
+		log_error(COMPONENT, "cannot start the workspaces",
+		    LF_STR("error", err));
+		return r;
+	}
+	if ((r = orch_start(app->orch)) != 0) {
+		orch_free(app->orch);
+		app->orch = NULL;
+		return r;
+	}
+	log_info(COMPONENT, "workspaces ready", LF_STR("run_dir", run_dir),
+	    LF_STR("agent", agent));
+	return 0;
 }
 
 static int
@@ -133,6 +200,8 @@ serve_api_setup(struct app *app, struct http_server *srv,
 	}
 	if ((r = workpool_new(&app->hashers, HASHER_THREADS, HASHER_QUEUE)) != 0)
 		goto fail;
+	if ((r = start_workspaces(app)) != 0)
+		goto fail;
 	if (afile != NULL && afile[0] != '\0' &&
 	    (r = api_set_audit_path(app, afile)) != 0)
 		goto fail;
@@ -171,6 +240,8 @@ serve_api_free(struct serve_api *sa)
 	if (sa == NULL)
 		return;
 	app = sa->app;
+	orch_free(app->orch);
+	app->orch = NULL;
 	if (sa->keys_timer != NULL)
 		event_free(sa->keys_timer);
 	workpool_free(app->hashers);

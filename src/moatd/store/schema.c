@@ -44,6 +44,12 @@ static const struct store_index policies_ix[] = {
 	{ .field = "name", .unique = true },
 };
 
+static const struct store_index workspaces_ix[] = {
+	{ .field = "owner_id", .unique = false },
+	{ .field = "owner_name", .unique = true },	/* owner_id "/" name */
+	{ .field = "uid_slot", .unique = true },	/* user namespace */
+};
+
 const struct store_collection moatd_collections[] = {
 	/* users hold sealed TOTP seeds ("sealed": {"totp_seed": ...}). */
 	{ COLL_USERS, users_ix, N(users_ix), true },
@@ -56,6 +62,8 @@ const struct store_collection moatd_collections[] = {
 	/* settings: id = organization name. */
 	{ COLL_SETTINGS, NULL, 0, false },
 	{ COLL_POLICIES, policies_ix, N(policies_ix), false },
+	/* workspaces hold sealed SSH keys and volume keys. */
+	{ COLL_WORKSPACES, workspaces_ix, N(workspaces_ix), true },
 };
 
 const size_t moatd_ncollections = N(moatd_collections);

@@ -26,6 +26,7 @@
 #define COLL_SECRETS "secrets"
 #define COLL_SETTINGS "settings"
 #define COLL_POLICIES "policies"
+#define COLL_WORKSPACES "workspaces"
 
 extern const struct store_collection moatd_collections[];
 extern const size_t moatd_ncollections;

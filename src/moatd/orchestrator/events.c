@@ -1,0 +1,261 @@
+/*
+ * events.c - per-workspace rings of recent events (events.h).
+ *
+ * A small list of rings, one per workspace that had an event, each a
+ * fixed array of EVENTS_RING serialized events. One mutex guards it all:
+ * publishing and reading are short copies.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#include "orchestrator/events.h"
+
+#define COMPONENT "orchestrator"
+#define CLOSED_TTL_S 300	/* a finished ring is dropped after this */
+
+struct ev_item {
+	uint64_t id;
+	char type[16];
+	char *text;		/* serialized JSON, owned */
+};
+
+struct ev_ring {
+	char ws_id[80];
+	struct ev_item items[EVENTS_RING];
+	size_t head;		/* next slot to write */
+	size_t count;
+	bool closed;
+	time_t closed_at;
+	struct ev_ring *next;
+};
+
+struct ws_events {
+	pthread_mutex_t mu;
+	uint64_t last_id;
+	struct ev_ring *rings;
+};
+
+int
+ws_events_new(struct ws_events **out)
+{
+	struct ws_events *e = calloc(1, sizeof(*e));
+
+	*out = NULL;
+	if (e == NULL)
+		return MOAT_ERR_NOMEM;
+	pthread_mutex_init(&e->mu, NULL);
+	*out = e;
+	return 0;
+}
+
+static void
+ring_free(struct ev_ring *r)
+{
+	for (size_t i = 0; i < EVENTS_RING; i++)
+		free(r->items[i].text);
+	free(r);
+}
+
+void
+ws_events_free(struct ws_events *e)
+{
+	if (e == NULL)
+		return;
+	while (e->rings != NULL) {
+		struct ev_ring *n = e->rings->next;
+
+		ring_free(e->rings);
+		e->rings = n;
+	}
+	pthread_mutex_destroy(&e->mu);
+	free(e);
+}
+
+/* Finds ws_id's ring (creating it when create); drops stale closed rings
+ * on the way. Caller holds the mutex. */
+static struct ev_ring *
+ring_find(struct ws_events *e, const char *ws_id, bool create)
+{
+	struct ev_ring **pp = &e->rings, *r;
+	time_t now = time(NULL);
+
+	while ((r = *pp) != NULL) {
+		if (strcmp(r->ws_id, ws_id) == 0)
+			return r;
+		if (r->closed && now - r->closed_at > CLOSED_TTL_S) {
+			*pp = r->next;
+			ring_free(r);
+			continue;
+		}
+		pp = &r->next;
+	}
+	if (!create || strlen(ws_id) >= sizeof(r->ws_id) ||
+	    (r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	memcpy(r->ws_id, ws_id, strlen(ws_id) + 1);
+	r->next = e->rings;
+	e->rings = r;
+	return r;
+}
+
+void
+ws_events_publish(struct ws_events *e, const char *ws_id, const char *type,
+    json_t *data)
+{
+	struct ev_ring *r;
+	struct ev_item *it;
+	char *text;
+
+	if (data == NULL)
+		data = json_object();
+	if (data == NULL || json_object_set_new(data, "type",
+	    json_string(type)) != 0 ||
+	    (text = json_dumps(data, JSON_COMPACT)) == NULL) {
+		json_decref(data);
+		log_warn(COMPONENT, "workspace event dropped (out of memory)");
+		return;
+	}
+	json_decref(data);
+	pthread_mutex_lock(&e->mu);
+	if ((r = ring_find(e, ws_id, true)) == NULL || r->closed) {
+		pthread_mutex_unlock(&e->mu);
+		free(text);
+		return;
+	}
+	it = &r->items[r->head];
+	free(it->text);
+	it->text = text;
+	it->id = ++e->last_id;
+	snprintf(it->type, sizeof(it->type), "%s", type);
+	r->head = (r->head + 1) % EVENTS_RING;
+	if (r->count < EVENTS_RING)
+		r->count++;
+	pthread_mutex_unlock(&e->mu);
+}
+
+void
+ws_events_close(struct ws_events *e, const char *ws_id)
+{
+	struct ev_ring *r;
+
+	pthread_mutex_lock(&e->mu);
+	if ((r = ring_find(e, ws_id, true)) != NULL && !r->closed) {
+		r->closed = true;
+		r->closed_at = time(NULL);
+	}
+	pthread_mutex_unlock(&e->mu);
+}
+
+int
+ws_events_read(struct ws_events *e, const char *ws_id, uint64_t since,
+    size_t max, json_t **out, bool *closed)
+{
+	struct ev_ring *r;
+	json_t *arr = json_array();
+	size_t first, n = 0;
+	bool more = false;
+
+	*out = NULL;
+	*closed = false;
+	if (arr == NULL)
+		return MOAT_ERR_NOMEM;
+	pthread_mutex_lock(&e->mu);
+	if ((r = ring_find(e, ws_id, false)) != NULL) {
+		first = (r->head + EVENTS_RING - r->count) % EVENTS_RING;
+		for (size_t i = 0; i < r->count; i++) {
+			struct ev_item *it = &r->items[(first + i) % EVENTS_RING];
+
+			if (it->id <= since)
+				continue;
+			if (n == max) {
+				more = true;
+				break;
+			}
+			if (json_array_append_new(arr, json_pack("{s:I,s:s,s:s}",
+			    "id", (json_int_t)it->id, "type", it->type, "data",
+			    it->text)) != 0)
+				break;
+			n++;
+		}
+		*closed = r->closed && !more;
+	}
+	pthread_mutex_unlock(&e->mu);
+	*out = arr;
+	return 0;
+}
+
+/* Length of a well-formed UTF-8 sequence at s (1..4), or 0. Overlongs,
+ * surrogates and code points above U+10FFFF are malformed. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	uint32_t cp;
+	size_t len;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+size_t
+events_clean(const char *in, size_t len, char *out, size_t outlen)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0, i = 0;
+
+	if (outlen == 0)
+		return 0;
+	while (i < len) {
+		size_t l = utf8_seq(s + i, len - i);
+
+		if (l == 0) {
+			i++;
+			continue;
+		}
+		if (l == 1) {
+			unsigned char ch = s[i];
+
+			if (!((ch >= 0x20 && ch < 0x7f) || ch == '\n' ||
+			    ch == '\t')) {
+				i++;
+				continue;
+			}
+		} else if (l == 2 && s[i] == 0xc2 && s[i + 1] < 0xa0) {
+			i += 2;		/* C1 control U+0080..U+009F */
+			continue;
+		}
+		if (o + l >= outlen)
+			break;
+		memcpy(out + o, s + i, l);
+		o += l;
+		i += l;
+	}
+	out[o] = '\0';
+	return o;
+}
