@@ -17,6 +17,18 @@
 
 #include "drivers/docker/docker_int.h"
 
+/* True when the n bytes at s are UTF-8 continuation bytes. */
+static bool
+docker_utf8_tail(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (((unsigned char)s[i] & 0xc0) != 0x80)
+			return false;
+	return true;
+}
+
 void
 docker__clean_text(const char *s, size_t n, char *out, size_t outlen,
     size_t max)
@@ -56,6 +68,10 @@ docker__clean_text(const char *s, size_t n, char *out, size_t outlen,
 		}
 		if (i + clen > n)
 			break;		/* truncated sequence at the end */
+		if (clen > 1 && !docker_utf8_tail(s + i + 1, clen - 1)) {
+			i++;		/* not UTF-8: drop the lead byte */
+			continue;
+		}
 		if (o + clen > lim)
 			break;		/* keep whole characters only */
 		memcpy(out + o, s + i, clen);
