@@ -44,7 +44,9 @@ int agent_client_log(const char *agent_dir, int timeout_ms, uint64_t offset,
     uint64_t *log_end, char *err, size_t errlen) MOAT_MUST_CHECK;
 
 /* Asks the agent to connect to 127.0.0.1:port inside. On 0, *fd_out is a
- * stream socket carrying that connection's bytes (caller closes). */
+ * stream socket carrying that connection's bytes (caller closes; blocking
+ * mode, close-on-exec; no byte after the agent's OK has been read). An ERR
+ * reply gives MOAT_ERR_IO with the agent's reason in err. */
 int agent_client_dial(const char *agent_dir, uint16_t port, int timeout_ms,
     int *fd_out, char *err, size_t errlen) MOAT_MUST_CHECK;
 
