@@ -44,6 +44,13 @@ static const struct store_index policies_ix[] = {
 	{ .field = "name", .unique = true },
 };
 
+/* Workspace templates. */
+static const struct store_index templates_ix[] = {
+	{ .field = "name", .unique = true },
+	{ .field = "org", .unique = false },
+	{ .field = "egress_policy", .unique = false },
+};
+
 const struct store_collection moatd_collections[] = {
 	/* users hold sealed TOTP seeds ("sealed": {"totp_seed": ...}). */
 	{ COLL_USERS, users_ix, N(users_ix), true },
@@ -56,6 +63,8 @@ const struct store_collection moatd_collections[] = {
 	/* settings: id = organization name. */
 	{ COLL_SETTINGS, NULL, 0, false },
 	{ COLL_POLICIES, policies_ix, N(policies_ix), false },
+	/* Workspace templates. */
+	{ COLL_TEMPLATES, templates_ix, N(templates_ix), false },
 };
 
 const size_t moatd_ncollections = N(moatd_collections);
