@@ -215,6 +215,24 @@ api_check_route(const struct api_route *rt)
 	return 0;
 }
 
+size_t
+api_max_body(const struct api_route *rt)
+{
+	size_t ml;
+
+	if (rt == NULL || rt->method == NULL || rt->pattern == NULL)
+		return API_MAX_BODY;
+	ml = strlen(rt->method);
+	for (size_t i = 0; api_large_body_routes[i] != NULL; i++) {
+		const char *e = api_large_body_routes[i];
+
+		if (strncmp(e, rt->method, ml) == 0 && e[ml] == ' ' &&
+		    strcmp(e + ml + 1, rt->pattern) == 0)
+			return API_MAX_LARGE_BODY;
+	}
+	return API_MAX_BODY;
+}
+
 static void api_http_cb(struct http_request *req, void *arg);
 
 int
@@ -239,6 +257,7 @@ api_register(struct app *app, struct http_server *srv,
 	for (size_t i = 0; i < n; i++) {
 		set->b[i].app = app;
 		set->b[i].route = &routes[i];
+		set->b[i].max_body = api_max_body(&routes[i]);
 		if ((r = api_bind_params(&set->b[i], routes[i].pattern)) != 0) {
 			log_error(COMPONENT, "refusing to register route",
 			    LF_STR("route", routes[i].pattern),
@@ -624,7 +643,7 @@ api_parse_body(struct api_job *j, struct http_request *req)
 		    "this request takes no body");
 		return;
 	}
-	if (len > API_MAX_BODY) {
+	if (len > j->bind->max_body) {
 		api_body_error(j, 413, "too_large", "the body is too large");
 		return;
 	}
@@ -652,7 +671,7 @@ api_parse_body(struct api_job *j, struct http_request *req)
 		    "the body must be application/json");
 		return;
 	}
-	if ((r = json_parse_request(body, len, API_MAX_BODY, rt->fields,
+	if ((r = json_parse_request(body, len, j->bind->max_body, rt->fields,
 	    rt->nfields, &v, err, sizeof(err))) != 0) {
 		api_body_error(j, r == MOAT_ERR_TOOBIG ? 413 : 400,
 		    r == MOAT_ERR_TOOBIG ? "too_large" : "invalid_request", err);

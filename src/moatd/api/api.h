@@ -41,6 +41,9 @@ struct bufferevent;
 struct event_base;
 
 #define API_MAX_BODY (64 * 1024)
+/* The body limit of the routes listed in api_large_body_routes (templates
+ * carry a startup script of up to 64 KiB and an environment). */
+#define API_MAX_LARGE_BODY (512 * 1024)
 #define API_MAX_PARAMS 4
 #define API_MAX_HEADERS 4
 
@@ -134,5 +137,11 @@ int api_add_header(struct api_call *c, const char *name, const char *value)
  * test (api/routes.c). */
 extern const struct api_route api_routes[];
 extern const size_t api_nroutes;
+
+/* Routes whose bodies may reach API_MAX_LARGE_BODY instead of
+ * API_MAX_BODY, as "METHOD PATTERN", NULL-terminated (api/routes.c). */
+extern const char *const api_large_body_routes[];
+/* The body limit of rt: API_MAX_LARGE_BODY or API_MAX_BODY. */
+size_t api_max_body(const struct api_route *rt);
 
 #endif

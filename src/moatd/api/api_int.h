@@ -27,6 +27,7 @@ struct api__binding {
 	const char *param_names[API_MAX_PARAMS];	/* into names */
 	char names[API_MAX_PARAMS][32];
 	size_t nparams;
+	size_t max_body;		/* api_max_body(route) */
 };
 
 struct api__bindings {
@@ -152,6 +153,12 @@ void h_workspaces_delete(struct api_call *c);
 void h_workspaces_events(struct api_call *c);
 void h_workspaces_logs(struct api_call *c);
 void h_workspaces_stats(struct api_call *c);
+/* Workspace templates (h_templates.c). */
+void h_templates_list(struct api_call *c);
+void h_templates_create(struct api_call *c);
+void h_templates_get(struct api_call *c);
+void h_templates_put(struct api_call *c);
+void h_templates_delete(struct api_call *c);
 
 /* --- body validators (route.validate) --- */
 int v_login(const json_t *body, char *err, size_t errlen);
@@ -165,5 +172,6 @@ int v_secret_put(const json_t *body, char *err, size_t errlen);
 int v_policy(const json_t *body, char *err, size_t errlen);
 int v_totp_code(const json_t *body, char *err, size_t errlen);
 int v_workspace_create(const json_t *body, char *err, size_t errlen);
+int v_template(const json_t *body, char *err, size_t errlen);
 
 #endif

@@ -6,7 +6,7 @@
  * Content-Type application/yaml (api.c converts it). policy.c validates
  * and normalizes it; a refusal names the offending field's path. "default"
  * cannot be deleted, nor can a policy an organization uses as its
- * default_policy.
+ * default_policy or a workspace template names as its egress_policy.
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 #include "app.h"
 #include "identity/identity.h"
 #include "policy.h"
+#include "store/schema.h"
 #include "store/store.h"
 
 #include "api/api.h"
@@ -169,48 +170,77 @@ out:
 	json_decref(norm);
 }
 
-void
-h_policies_delete(struct api_call *c)
-{
+/* What keeps a policy from being deleted, checked in the transaction of
+ * the delete: an organization's default_policy or a template naming it. */
+struct pol_delete {
 	const char *name;
-	json_t *doc = NULL, *settings = NULL, *s;
+	char msg[200];		/* set when refused (409) */
+};
+
+static int
+pol_delete_txn(struct store *st, void *arg)
+{
+	struct pol_delete *d = arg;
+	json_t *doc = NULL, *settings = NULL, *s, *tpls = NULL;
 	size_t i;
 	int r;
 
-	if ((name = policies_name(c)) == NULL)
+	if ((r = store_get(st, POLICIES, d->name, &doc)) != 0)
+		goto out;
+	if ((r = store_list(st, "settings", NULL, NULL, NULL, 0,
+	    &settings)) != 0)
+		goto out;
+	json_array_foreach(settings, i, s) {
+		const char *dp = json_get_str(s, "default_policy");
+
+		if (dp != NULL && strcmp(dp, d->name) == 0) {
+			snprintf(d->msg, sizeof(d->msg), "organization %s uses "
+			    "this policy as its default_policy",
+			    json_get_str(s, "id") != NULL ?
+			    json_get_str(s, "id") : "?");
+			r = MOAT_ERR_CONFLICT;
+			goto out;
+		}
+	}
+	if ((r = store_list(st, COLL_TEMPLATES, "egress_policy", d->name, NULL,
+	    1, &tpls)) != 0)
+		goto out;
+	if (json_array_size(tpls) > 0) {
+		snprintf(d->msg, sizeof(d->msg), "template %s names this policy "
+		    "as its egress_policy", json_get_str(json_array_get(tpls,
+		    0), "name") != NULL ? json_get_str(json_array_get(tpls, 0),
+		    "name") : "?");
+		r = MOAT_ERR_CONFLICT;
+		goto out;
+	}
+	r = store_delete(st, POLICIES, d->name, json_get_int(doc, "rev", -1));
+out:
+	json_decref(tpls);
+	json_decref(settings);
+	json_decref(doc);
+	return r;
+}
+
+void
+h_policies_delete(struct api_call *c)
+{
+	struct pol_delete d = { 0 };
+	int r;
+
+	if ((d.name = policies_name(c)) == NULL)
 		return;
-	if (strcmp(name, "default") == 0) {
+	if (strcmp(d.name, "default") == 0) {
 		api_error(c, 409, "conflict",
 		    "the default policy cannot be deleted");
 		return;
 	}
-	if ((r = store_get(c->app->store, POLICIES, name, &doc)) != 0) {
-		api__fail(c, r, "policy");
+	r = store_transaction(c->app->store, pol_delete_txn, &d);
+	if (r != 0) {
+		if (d.msg[0] != '\0')
+			api_error(c, 409, "conflict", "%s", d.msg);
+		else
+			api__fail(c, r, "policy");
 		return;
 	}
-	if ((r = store_list(c->app->store, "settings", NULL, NULL, NULL, 0,
-	    &settings)) != 0) {
-		api__fail(c, r, "settings");
-		goto out;
-	}
-	json_array_foreach(settings, i, s) {
-		const char *dp = json_get_str(s, "default_policy");
-
-		if (dp != NULL && strcmp(dp, name) == 0) {
-			api_error(c, 409, "conflict", "organization %s uses this "
-			    "policy as its default_policy",
-			    json_get_str(s, "id") != NULL ?
-			    json_get_str(s, "id") : "?");
-			goto out;
-		}
-	}
-	if ((r = store_delete(c->app->store, POLICIES, name,
-	    json_get_int(doc, "rev", -1))) != 0) {
-		api__fail(c, r, "policy");
-		goto out;
-	}
 	api_reply(c, 204, NULL);
-out:
-	json_decref(settings);
-	json_decref(doc);
 }

@@ -28,9 +28,6 @@
 #include "api/api_int.h"
 
 #define WORKSPACES "workspaces"
-#ifndef COLL_TEMPLATES
-#define COLL_TEMPLATES "templates"
-#endif
 
 /* Workspace names: a DNS label, [a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?. */
 static bool

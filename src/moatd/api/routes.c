@@ -71,6 +71,27 @@ static const struct json_field f_workspace_create[] = {
 	{ "template", JF_STRING, true, 64, 0, 0 },
 	{ "owner", JF_STRING, false, 64, 0, 0 },
 };
+/* Workspace templates (h_templates.c; template.h has the rules). "image"
+ * is bounded loosely so that imageref.c gives the precise reason. */
+#define TEMPLATE_FIELDS(name_required) \
+	{ "name", JF_STRING, name_required, 64, 0, 0 }, \
+	{ "image", JF_STRING, true, 1024, 0, 0 }, \
+	{ "cpu", JF_INT, false, 0, 100, 64000 }, \
+	{ "memory_mb", JF_INT, false, 0, 64, 262144 }, \
+	{ "disk_mb", JF_INT, false, 0, 64, 1048576 }, \
+	{ "root_disk_mb", JF_INT, false, 0, 64, 1048576 }, \
+	{ "env", JF_OBJECT, false, 0, 0, 0 }, \
+	{ "startup_script", JF_STRING, false, 65536, 0, 0 }, \
+	{ "egress_policy", JF_ANY, false, 0, 0, 0 }, \
+	{ "idle_timeout", JF_INT, false, 0, 0, 604800 }, \
+	{ "ports", JF_ARRAY, false, 32, 0, 0 }, \
+	{ "forbid_sudo", JF_BOOL, false, 0, 0, 0 }
+static const struct json_field f_template_create[] = {
+	TEMPLATE_FIELDS(true),
+};
+static const struct json_field f_template_put[] = {
+	TEMPLATE_FIELDS(false),
+};
 
 #define NOBODY NULL, 0
 
@@ -223,7 +244,31 @@ const struct api_route api_routes[] = {
 	{ "GET", "/api/v1/workspaces/{owner}/{name}/stats",
 	  PERM_WORKSPACES_OWN, h_workspaces_stats, NOBODY, NULL, false,
 	  "CPU, memory and disk use", NULL, false },
+	/* Workspace templates. */
+	{ "GET", "/api/v1/templates", PERM_TEMPLATES_READ, h_templates_list,
+	  NOBODY, NULL, false, "List the organization's workspace templates",
+	  NULL, false },
+	{ "POST", "/api/v1/templates", PERM_TEMPLATES_WRITE,
+	  h_templates_create, FIELDS(f_template_create), "template.create",
+	  false, "Create a workspace template", v_template, false },
+	{ "GET", "/api/v1/templates/{name}", PERM_TEMPLATES_READ,
+	  h_templates_get, NOBODY, NULL, false, "One workspace template", NULL,
+	  false },
+	{ "PUT", "/api/v1/templates/{name}", PERM_TEMPLATES_WRITE,
+	  h_templates_put, FIELDS(f_template_put), "template.update", false,
+	  "Replace a workspace template", v_template, false },
+	{ "DELETE", "/api/v1/templates/{name}", PERM_TEMPLATES_WRITE,
+	  h_templates_delete, NOBODY, "template.delete", false,
+	  "Delete a workspace template", NULL, false },
 };
 
 const size_t api_nroutes = NF(api_routes);
+
+/* Bodies larger than API_MAX_BODY: a template's startup script alone may
+ * be 64 KiB. */
+const char *const api_large_body_routes[] = {
+	"POST /api/v1/templates",
+	"PUT /api/v1/templates/{name}",
+	NULL
+};
 

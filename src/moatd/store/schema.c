@@ -49,6 +49,12 @@ static const struct store_index workspaces_ix[] = {
 	{ .field = "owner_name", .unique = true },	/* owner_id "/" name */
 	{ .field = "uid_slot", .unique = true },	/* user namespace */
 };
+/* Workspace templates. */
+static const struct store_index templates_ix[] = {
+	{ .field = "name", .unique = true },
+	{ .field = "org", .unique = false },
+	{ .field = "egress_policy", .unique = false },
+};
 
 const struct store_collection moatd_collections[] = {
 	/* users hold sealed TOTP seeds ("sealed": {"totp_seed": ...}). */
@@ -64,6 +70,8 @@ const struct store_collection moatd_collections[] = {
 	{ COLL_POLICIES, policies_ix, N(policies_ix), false },
 	/* workspaces hold sealed SSH keys and volume keys. */
 	{ COLL_WORKSPACES, workspaces_ix, N(workspaces_ix), true },
+	/* Workspace templates. */
+	{ COLL_TEMPLATES, templates_ix, N(templates_ix), false },
 };
 
 const size_t moatd_ncollections = N(moatd_collections);

@@ -28,6 +28,11 @@
 #define COLL_POLICIES "policies"
 #define COLL_WORKSPACES "workspaces"
 
+/* Workspace templates (api/h_templates.c): id generated, "name" unique,
+ * "org" the organization, "egress_policy" the policy it names (so that a
+ * policy in use is not deleted). */
+#define COLL_TEMPLATES "templates"
+
 extern const struct store_collection moatd_collections[];
 extern const size_t moatd_ncollections;
 
