@@ -8,7 +8,8 @@
  * listing and crash leftovers (a bound loop device, a stray mount).
  *
  * Needs root and /dev/loop-control; skipped otherwise. Every test works in
- * a mkdtemp directory under /var/tmp and its teardown unmounts and unbinds
+ * a mkdtemp directory under /var/tmp (or $MOAT_TEST_VOLUME_DIR: loop images
+ * on a tmpfs work as well) and its teardown unmounts and unbinds
  * whatever is left there even when an assertion failed.
  */
 #include <stdarg.h>
@@ -43,6 +44,7 @@
 #define SECRET_NAME "secret-name.txt"
 
 static bool can_run;
+static const char *base_dir = "/var/tmp";	/* MOAT_TEST_VOLUME_DIR */
 static char skip_reason[128];
 
 struct fx {
@@ -323,7 +325,7 @@ setup(void **state)
 		return 0;
 	f = calloc(1, sizeof(*f));
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/var/tmp/moat-vol-XXXXXX");
+	snprintf(f->dir, sizeof(f->dir), "%s/moat-vol-XXXXXX", base_dir);
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->vols, sizeof(f->vols), "%s/images", f->dir);
 	snprintf(f->mnts, sizeof(f->mnts), "%s/mnt", f->dir);
@@ -694,7 +696,7 @@ static void
 test_size_bound(void **state)
 {
 	struct fx *f = *state;
-	char err[512], home[PATH_MAX], path[PATH_MAX], img[PATH_MAX];
+	char err[512], home[PATH_MAX], path[PATH_MAX + 16], img[PATH_MAX];
 	static char chunk[1 << 20];
 	struct stat st;
 	int fd, i, e = 0;
@@ -764,6 +766,30 @@ test_plain(void **state)
 	assert_true(file_contains(img, f->content, 64));
 	assert_true(file_contains(img, SECRET_NAME, strlen(SECRET_NAME)));
 	assert_int_equal(volume_destroy(&f->p, ID_B, err, sizeof(err)), 0);
+}
+
+/* A host disk too small for the image: refused up front, nothing left. */
+static void
+test_host_disk_full(void **state)
+{
+	struct fx *f = *state;
+	char err[512], small[128], vols[160], mnts[160];
+	struct volume_paths sp = { vols, mnts };
+	bool has;
+
+	NEED_ROOT();
+	snprintf(small, sizeof(small), "%s/small", f->dir);
+	snprintf(vols, sizeof(vols), "%s/images", small);
+	snprintf(mnts, sizeof(mnts), "%s/mnt", small);
+	assert_int_equal(mkdir(small, 0700), 0);
+	assert_int_equal(mount("tmpfs", small, "tmpfs", MS_NOSUID | MS_NODEV,
+	    "size=8m,mode=0700"), 0);
+	err[0] = '\0';
+	assert_int_equal(volume_create(&sp, ID_A, 16 * MiB, f->key, false, 0,
+	    0, err, sizeof(err)), MOAT_ERR_NOSPACE);
+	assert_true(err[0] != '\0' && strchr(err, '\n') == NULL);
+	assert_int_equal(list_names(vols, "", &has), 0);
+	assert_int_equal(umount2(small, 0), 0);
 }
 
 static void
@@ -858,6 +884,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_size_bound, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_plain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_disk_full, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_args, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_fscrypt_supported, setup,
@@ -865,6 +893,9 @@ main(void)
 	};
 
 	log_set_level(LOG_ERROR);
+	if (getenv("MOAT_TEST_VOLUME_DIR") != NULL &&
+	    strlen(getenv("MOAT_TEST_VOLUME_DIR")) < 40)
+		base_dir = getenv("MOAT_TEST_VOLUME_DIR");
 	if (geteuid() != 0)
 		snprintf(skip_reason, sizeof(skip_reason), "not root");
 	else if (access("/dev/loop-control", R_OK | W_OK) != 0)
