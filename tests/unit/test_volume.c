@@ -519,6 +519,43 @@ test_key_removed_home_busy(void **state)
 	assert_int_equal(loops_backing_settled(img), 0);
 }
 
+/*
+ * A file still open in home makes the unmount lazy; the filesystem then
+ * lives on until it is closed, and attaching meanwhile would put a second
+ * ext4 instance on one image: refused until the old one is gone.
+ */
+static void
+test_busy_detach(void **state)
+{
+	struct fx *f = *state;
+	char err[512], home[PATH_MAX], img[PATH_MAX], path[PATH_MAX + 16];
+	char buf[8];
+	int fd;
+
+	NEED_ROOT();
+	img_path(f, ID_A, img, sizeof(img));
+	assert_int_equal(volume_create(&f->p, ID_A, 16 * MiB, f->key, false,
+	    0, 0, err, sizeof(err)), 0);
+	assert_int_equal(volume_attach(&f->p, ID_A, f->key, false, home,
+	    sizeof(home), err, sizeof(err)), 0);
+	write_file(home, "kept", "kept", 4);
+	snprintf(path, sizeof(path), "%s/open", home);
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(volume_detach(&f->p, ID_A, err, sizeof(err)), 0);
+	assert_false(volume_is_attached(&f->p, ID_A));
+	assert_false(mounted_under(f->mnts));
+	assert_int_equal(volume_attach(&f->p, ID_A, f->key, false, home,
+	    sizeof(home), err, sizeof(err)), MOAT_ERR_AGAIN);
+	assert_false(volume_is_attached(&f->p, ID_A));
+	close(fd);
+	assert_int_equal(loops_backing_settled(img), 0);
+	assert_int_equal(volume_attach(&f->p, ID_A, f->key, false, home,
+	    sizeof(home), err, sizeof(err)), 0);
+	assert_int_equal(read_file(home, "kept", buf, sizeof(buf)), 4);
+	assert_int_equal(volume_detach(&f->p, ID_A, err, sizeof(err)), 0);
+}
+
 static void
 test_idempotent(void **state)
 {
@@ -871,6 +908,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_removed_home_busy,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_detach, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_idempotent, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup,

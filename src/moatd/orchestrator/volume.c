@@ -656,9 +656,12 @@ vol_loop_release(dev_t dev, ino_t ino, int *left)
 		if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0 &&
 		    info.lo_inode == (uint64_t)ino &&
 		    vol_loop_dev_match(info.lo_device, dev)) {
+			/* Unbinds an unused device at once; one still in
+			 * use gets autoclear (it goes with its last user). */
 			if (ioctl(fd, LOOP_CLR_FD, 0) == 0)
-				log_warn("volume", "unbound a leftover loop "
-				    "device", LF_STR("device", devpath));
+				log_warn("volume", "released a loop device "
+				    "still bound to the image",
+				    LF_STR("device", devpath));
 			(*left)++;
 		}
 		close(fd);
@@ -667,23 +670,33 @@ vol_loop_release(dev_t dev, ino_t ino, int *left)
 	return 0;
 }
 
-/* Waits briefly for autoclear to finish, then unbinds what is left. */
-static void
-vol_loop_settle(const char *img)
+/* Waits briefly for autoclear to finish, then unbinds what is left.
+ * Returns how many loop devices still back the image (in use elsewhere,
+ * e.g. by a lazily unmounted filesystem that someone still holds). */
+static int
+vol_loop_settle_st(const struct stat *st, const char *img)
 {
-	struct stat st;
 	int i, left = 0;
 
-	if (stat(img, &st) != 0)
-		return;
 	for (i = 0; i < 50; i++) {
-		if (vol_loop_release(st.st_dev, st.st_ino, &left) != 0 ||
-		    left == 0)
-			return;
+		if (vol_loop_release(st->st_dev, st->st_ino, &left) != 0)
+			return 0;
+		if (left == 0)
+			return 0;
 		usleep(10000);
 	}
 	log_warn("volume", "a loop device still backs the image",
 	    LF_STR("image", img), LF_INT("devices", left));
+	return left;
+}
+
+static void
+vol_loop_settle(const char *img)
+{
+	struct stat st;
+
+	if (stat(img, &st) == 0)
+		(void)vol_loop_settle_st(&st, img);
 }
 
 /* ---- mount -------------------------------------------------------------- */
@@ -707,6 +720,13 @@ vol_mount(const struct vol_loc *l, char *err, size_t errlen)
 	if (fstat(img, &st) != 0 || !S_ISREG(st.st_mode)) {
 		r = moat_fail(MOAT_ERR_INVAL, err, errlen,
 		    "%s is not a regular file", l->img);
+		goto out;
+	}
+	/* Never a second filesystem instance on one image: a previous mount
+	 * that was detached lazily may still be alive. */
+	if (vol_loop_settle_st(&st, l->img) > 0) {
+		r = moat_fail(MOAT_ERR_AGAIN, err, errlen,
+		    "the volume is still in use by a previous mount");
 		goto out;
 	}
 	if ((r = vol_loop_attach(img, dev, sizeof(dev), &lfd, err, errlen))
