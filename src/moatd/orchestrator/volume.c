@@ -928,10 +928,13 @@ vol_detach_loc(const struct vol_loc *l, char *err, size_t errlen)
 		 * home's inode (and its key) in use. */
 		fd = open(l->mnt, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 		    O_CLOEXEC);
-		if (pr == 0 && fd >= 0 &&
-		    (r = vol_key_remove(fd, id, l->mnt, err, errlen)) != 0) {
-			close(fd);
-			return r;
+		if (pr == 0 && fd >= 0) {
+			char e2[256];
+			/* On failure go on: the unmount below destroys the
+			 * filesystem's keyring with it. */
+			if (vol_key_remove(fd, id, l->mnt, e2, sizeof(e2)) != 0)
+				log_warn("volume", "cannot remove the key "
+				    "before unmounting", LF_STR("error", e2));
 		}
 		if (fd >= 0)
 			close(fd);
