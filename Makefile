@@ -1,7 +1,8 @@
 # Thin wrapper over CMake. The two commands a new user needs:
 #   make run    install, build, start moat in development mode on 127.0.0.1
 #   make test   install, build with ASan+UBSan, run unit, e2e and fuzz-replay tests
-# Others: make build (release build), make bench, make fuzz, make clean.
+# Others: make build (release build), make image (the default workspace
+# image, built only when its recipe changed), make bench, make fuzz, make clean.
 
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
@@ -12,7 +13,7 @@ FUZZ_DIR := build/fuzz
 FUZZ_SECONDS ?= 60
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all setup build build-asan build-fuzz run test unit e2e fuzz-replay fuzz bench clean
+.PHONY: all setup build build-asan build-fuzz image run test unit e2e fuzz-replay fuzz bench clean
 
 all: build
 
@@ -32,6 +33,10 @@ build-asan: setup
 build-fuzz: setup
 	cmake -S . -B $(FUZZ_DIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DMOAT_FUZZ=ON -DMOAT_TESTS=OFF >/dev/null
 	cmake --build $(FUZZ_DIR) -j $(JOBS)
+
+# localhost/moat/base:latest from images/base (cached by recipe hash).
+image: setup
+	@scripts/image >/dev/null
 
 run: build
 	@scripts/dev-run $(RELEASE_DIR)

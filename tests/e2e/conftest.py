@@ -17,12 +17,24 @@ Fixtures:
                  root); deleted at teardown.
   test_ca        callable(name="test CA") -> TestCA in tmp_path.
 
+Session-scoped (root and podman; skipped otherwise):
+  registry       a started Registry (docker-registry on loopback, htpasswd
+                 auth, marked insecure for Podman); .host .user .password,
+                 .push(local_image, "moat/x:tag") -> reference.
+  podman_socket  a started PodmanService on a private socket (.socket,
+                 .docker_host, .api(method, path, body)); it starts after
+                 `registry` so that Podman sees the registry's drop-in.
+  base_image     "localhost/moat/base:latest", built/imported by
+                 scripts/image when the recipe changed.
+
 Markers:
   netns          the test needs network namespaces; skipped without them.
   moatd_args(*flags)  extra flags for the `moatd` fixture.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +141,30 @@ def test_ca(tmp_path):
         n += 1
         return mh.TestCA(tmp_path / f"ca{n}", name)
     return make
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    if not mh.podman_available():
+        pytest.skip("podman (as root) unavailable")
+    if not Path("/usr/bin/docker-registry").exists():
+        pytest.skip("docker-registry not installed (scripts/setup)")
+    reg = mh.Registry(tmp_path_factory.mktemp("registry")).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def podman_socket(tmp_path_factory, registry):
+    # Depends on registry: Podman reads registries.conf.d only when the
+    # service starts.
+    svc = mh.PodmanService(tmp_path_factory.mktemp("podman")).start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def base_image():
+    if not mh.podman_available():
+        pytest.skip("podman (as root) unavailable")
+    return mh.ensure_base_image()

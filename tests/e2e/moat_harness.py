@@ -18,6 +18,11 @@ Main pieces:
   openssl_s_client()               (status, headers, body) / handshake output
   secrets_swap()                   the Kubernetes ..data swap, for reloads
   TestCA                           extra CAs and certificates (openssl CLI)
+  PodmanService, docker_api()      a private Podman API service on a unix
+                                   socket, and raw calls to it
+  Registry                         Debian's docker-registry on loopback with
+                                   htpasswd auth, marked insecure for Podman
+  ensure_base_image()              scripts/image: localhost/moat/base:latest
 """
 
 from __future__ import annotations
@@ -1098,3 +1103,170 @@ def connect_error(host: str, port: int, timeout: float = 1.0) -> int | None:
             return errno.ETIMEDOUT
         except OSError as e:
             return e.errno
+
+
+# ------------------------------------------------- Podman and a registry
+
+BASE_IMAGE = "localhost/moat/base:latest"
+REGISTRIES_CONF_D = Path("/etc/containers/registries.conf.d")
+
+
+def podman_available() -> bool:
+    """True when podman is installed and this process is root (the tests
+    use the host's root Podman storage and --userns=auto ranges)."""
+    return shutil.which("podman") is not None and os.geteuid() == 0
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self._path)
+        self.sock = s
+
+
+def docker_api(sock: str | os.PathLike, method: str, path: str,
+               body: object = None, timeout: float = 30.0
+               ) -> tuple[int, bytes]:
+    """One Docker Engine API call over a unix socket: path like
+    "/v1.41/containers/json?all=1"; body (JSON-encoded when not bytes).
+    Returns (status, body bytes)."""
+    conn = _UnixHTTPConnection(str(sock), timeout)
+    try:
+        headers = {}
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+class PodmanService:
+    """`podman system service --time=0 unix://SOCKET` on a private socket in
+    work_dir (root Podman storage, so images such as localhost/moat/base are
+    shared with the host). Podman reads registries.conf(.d) when the
+    service starts: write drop-ins (Registry does) before start().
+
+    .socket is the path, .docker_host "unix://" + path (for DOCKER_HOST)."""
+
+    def __init__(self, work_dir: str | os.PathLike):
+        self.work_dir = Path(work_dir)
+        self.socket = str(self.work_dir / "podman.sock")
+        self.docker_host = "unix://" + self.socket
+        self.proc: Proc | None = None
+
+    def start(self, timeout: float = 30.0) -> "PodmanService":
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = Proc(["podman", "system", "service", "--time=0",
+                          self.docker_host], "podman-service",
+                         self.work_dir, check_sanitizer=False).start()
+
+        def up():
+            if not self.proc.alive():
+                raise HarnessError(f"podman service exited\n"
+                                   f"{self.proc.tail()}")
+            try:
+                return docker_api(self.socket, "GET", "/_ping",
+                                  timeout=2)[0] == 200
+            except OSError:
+                return False
+        wait_until(up, timeout, what="podman service on " + self.socket)
+        return self
+
+    def api(self, method: str, path: str, body: object = None,
+            timeout: float = 30.0) -> tuple[int, bytes]:
+        return docker_api(self.socket, method, path, body, timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(timeout=10)
+
+
+class Registry:
+    """Debian's docker-registry (/usr/bin/docker-registry) on 127.0.0.1:PORT
+    with a fresh storage directory and htpasswd (bcrypt) auth, no TLS.
+    start() also writes a registries.conf.d drop-in marking 127.0.0.1:PORT
+    insecure (Podman pulls through the API need it; the podman CLI is given
+    --tls-verify=false), removed by stop().
+
+    .host is "127.0.0.1:PORT"; .user and .password the one account."""
+
+    def __init__(self, work_dir: str | os.PathLike, user: str = "moatreg",
+                 password: str | None = None):
+        self.work_dir = Path(work_dir)
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.user = user
+        self.password = password or "pw-" + os.urandom(9).hex()
+        self.dropin = REGISTRIES_CONF_D / f"moat-test-registry-{self.port}.conf"
+        self.proc: Proc | None = None
+
+    def start(self) -> "Registry":
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        data = self.work_dir / "data"
+        data.mkdir(exist_ok=True)
+        htpasswd = self.work_dir / "htpasswd"
+        subprocess.run(["htpasswd", "-Bbc", str(htpasswd), self.user,
+                        self.password], check=True, capture_output=True,
+                       timeout=30)
+        cfg = self.work_dir / "config.yml"
+        cfg.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {data}\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.host}\n"
+            "auth:\n  htpasswd:\n    realm: moat-test\n"
+            f"    path: {htpasswd}\n")
+        REGISTRIES_CONF_D.mkdir(parents=True, exist_ok=True)
+        self.dropin.write_text(
+            "# moat test registry (tests/e2e), removed at the end\n"
+            f"[[registry]]\nlocation = \"{self.host}\"\ninsecure = true\n")
+        self.proc = Proc(["/usr/bin/docker-registry", "serve", str(cfg)],
+                         "docker-registry", self.work_dir,
+                         check_sanitizer=False).start()
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def ref(self, path: str) -> str:
+        """The full reference of path ("moat/x:latest") on this registry."""
+        return f"{self.host}/{path}"
+
+    def push(self, local_image: str, path: str) -> str:
+        """podman push of local_image to path here; returns the reference."""
+        ref = self.ref(path)
+        cp = subprocess.run(
+            ["podman", "push", "--tls-verify=false", "--creds",
+             f"{self.user}:{self.password}", local_image, ref],
+            capture_output=True, text=True, timeout=300)
+        if cp.returncode != 0:
+            raise HarnessError(f"podman push {ref} failed: "
+                               f"{cp.stderr.strip()[-2000:]}")
+        return ref
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+        try:
+            self.dropin.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def ensure_base_image() -> str:
+    """Runs scripts/image (builds images/base only when its recipe changed,
+    about a minute; imports only when Podman lacks it) and returns
+    BASE_IMAGE."""
+    cp = subprocess.run([str(REPO_ROOT / "scripts" / "image")],
+                        capture_output=True, text=True, timeout=900)
+    if cp.returncode != 0:
+        raise HarnessError(f"scripts/image failed:\n{cp.stderr[-3000:]}")
+    return BASE_IMAGE

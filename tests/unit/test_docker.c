@@ -11,8 +11,9 @@
  * runs this binary): create, start, inspect running (the forced user
  * namespace range seen in /proc/PID/uid_map, what the container itself
  * reports about its mounts, root, network, capabilities), stats, stop,
- * inspect exited, list_owned, remove, inspect absent, create twice ->
- * EXISTS. With MOAT_TEST_PULL_IMAGE/_USER/_PASS (an image on a registry
+ * inspect exited, list_owned, remove, the same range after re-creation,
+ * inspect absent, create twice -> EXISTS, an absent image, a refused
+ * setting. With MOAT_TEST_PULL_IMAGE/_USER/_PASS (an image on a registry
  * with htpasswd auth): pull after removing the local copy, wrong
  * credentials refused, progress reported. MOAT_TEST_DOCKER_IMAGE names the
  * local image to run (default localhost/moat/base:latest). Containers are
@@ -741,6 +742,37 @@ live_report(struct live *L)
 	return NULL;
 }
 
+/* The first line of /proc/PID/uid_map with runs of blanks squeezed:
+ * "0 BASE COUNT". */
+static void
+live_uid_map(int64_t pid, char *out, size_t outlen)
+{
+	char path[64], line[256];
+	size_t i, o = 0;
+	bool sp = true;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%lld/uid_map", (long long)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	for (i = 0; line[i] != '\0' && line[i] != '\n' && o + 1 < outlen;
+	    i++) {
+		if (line[i] == ' ') {
+			if (!sp)
+				out[o++] = ' ';
+			sp = true;
+		} else {
+			out[o++] = line[i];
+			sp = false;
+		}
+	}
+	if (o > 0 && out[o - 1] == ' ')
+		o--;
+	out[o] = '\0';
+}
+
 static const char live_script[] =
     "d=/run/moat-agent; {"
     " echo \"env=$MOAT_T\";"
@@ -802,10 +834,9 @@ test_live_lifecycle(void **state)
 	struct drv_tmpfs t[1];
 	struct drv_status st, *list = NULL;
 	struct drv_stats stats;
-	char err[512], path[64], map[256], want[128], *rep;
+	char err[512], map[256], want[128], *rep;
 	size_t n = 0, i;
 	bool seen = false;
-	FILE *f;
 
 	LIVE_OR_SKIP(L);
 	d = L->d;
@@ -830,31 +861,9 @@ test_live_lifecycle(void **state)
 	assert_true(strlen(st.id) >= 12);
 
 	/* Root inside is the recorded range on the host. */
-	snprintf(path, sizeof(path), "/proc/%lld/uid_map", (long long)st.pid);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(map, sizeof(map), f));
-	fclose(f);
 	snprintf(want, sizeof(want), "0 %u 65536", L->uid_base);
-	{
-		char norm[256];
-		size_t o = 0;
-		bool sp = true;
-
-		for (i = 0; map[i] != '\0' && map[i] != '\n' &&
-		    o + 1 < sizeof(norm); i++) {
-			if (map[i] == ' ') {
-				if (!sp)
-					norm[o++] = ' ';
-				sp = true;
-			} else {
-				norm[o++] = map[i];
-				sp = false;
-			}
-		}
-		norm[o] = '\0';
-		assert_string_equal(norm, want);
-	}
+	live_uid_map(st.pid, map, sizeof(map));
+	assert_string_equal(map, want);
 
 	/* What the container sees. */
 	rep = live_report(L);
@@ -908,7 +917,18 @@ test_live_lifecycle(void **state)
 	assert_true(seen);
 	free(list);
 
-	/* The same range after re-creation: start again from scratch. */
+	if (d->ops->remove(d, L->ids[0], err, sizeof(err)) != 0)
+		fail_msg("remove: %s", err);
+	/* Re-created from the same spec: the same host range, so files in a
+	 * persistent home keep their owners. */
+	if (d->ops->create(d, &s, err, sizeof(err)) != 0 ||
+	    d->ops->start(d, L->ids[0], err, sizeof(err)) != 0)
+		fail_msg("re-create: %s", err);
+	assert_int_equal(d->ops->inspect(d, L->ids[0], false, &st, err,
+	    sizeof(err)), 0);
+	assert_int_equal(st.state, DRV_RUNNING);
+	live_uid_map(st.pid, map, sizeof(map));
+	assert_string_equal(map, want);
 	if (d->ops->remove(d, L->ids[0], err, sizeof(err)) != 0)
 		fail_msg("remove: %s", err);
 	assert_int_equal(d->ops->inspect(d, L->ids[0], false, &st, err,
