@@ -34,7 +34,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char lower[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-	char in[IMAGEREF_MAX + 64], err[200], joined[600], other[300];
+	char in[IMAGEREF_MAX + 64], err[200], joined[1024], other[300];
 	char set[128];
 	struct imageref ref, again;
 	json_t *list;

@@ -1037,12 +1037,45 @@ test_bootstrap_and_reset(void **state)
 	assert_int_equal(store_get(st, COLL_SETTINGS, "default", &set), 0);
 	assert_string_equal(json_string_value(json_object_get(set,
 	    "default_policy")), "default");
+	/* The base template, and "localhost" (only) allowed for it. */
+	{
+		json_t *tpl = NULL, *regs = json_object_get(set, "registries");
+
+		assert_int_equal(json_array_size(regs), 1);
+		assert_string_equal(json_string_value(json_array_get(regs, 0)),
+		    "localhost");
+		assert_int_equal(store_find_one(st, COLL_TEMPLATES, "name",
+		    "base", &tpl), 0);
+		assert_string_equal(json_string_value(json_object_get(tpl,
+		    "image")), "localhost/moat/base:latest");
+		assert_string_equal(json_string_value(json_object_get(tpl,
+		    "org")), "default");
+		assert_int_equal(json_integer_value(json_object_get(tpl,
+		    "cpu")), 2000);
+		assert_true(json_is_null(json_object_get(tpl, "egress_policy")));
+		/* Deleted, then init again: back, "localhost" not repeated. */
+		assert_int_equal(store_delete(st, COLL_TEMPLATES,
+		    json_string_value(json_object_get(tpl, "id")), -1), 0);
+		json_decref(tpl);
+		tpl = NULL;
+		assert_int_equal(identity_bootstrap(dir, pw2, sizeof(pw2)),
+		    MOAT_ERR_EXISTS);
+		assert_int_equal(store_find_one(st, COLL_TEMPLATES, "name",
+		    "base", &tpl), 0);
+		json_decref(tpl);
+		json_decref(set);
+		assert_int_equal(store_get(st, COLL_SETTINGS, "default", &set),
+		    0);
+		assert_int_equal(json_array_size(json_object_get(set,
+		    "registries")), 1);
+	}
 	/* The password is in no file but its own. */
 	pathf(path, sizeof(path), "%s/moatd.db", dir);
 	assert_false(file_contains(path, pw));
 	pathf(path, sizeof(path), "%s/audit/audit.log", dir);
 	assert_false(file_contains(path, pw));
 	assert_true(file_contains(path, "\"user.create\""));
+	assert_true(file_contains(path, "\"template.create\""));
 
 	/* TOTP on, then the break-glass reset. */
 	assert_int_equal(identity_totp_enroll(id, p.user_id, &uri), 0);

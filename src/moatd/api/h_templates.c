@@ -90,9 +90,9 @@ tpl_check(struct store *st, struct tpl_write *w)
 		goto out;
 	regs = json_object_get(set, "registries");
 	if (!imageref_registry_allowed(&ref, regs)) {
-		snprintf(w->msg, sizeof(w->msg), "image: the registry %s is not "
-		    "on the organization's allow-list (settings: registries)",
-		    ref.registry);
+		snprintf(w->msg, sizeof(w->msg), "image: the registry %.160s is "
+		    "not on the organization's allow-list (settings: "
+		    "registries)", ref.registry);
 		r = tpl_refuse(w, 400, "invalid_request", MOAT_ERR_INVAL);
 		goto out;
 	}

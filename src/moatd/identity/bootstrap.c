@@ -1,6 +1,6 @@
 /*
- * bootstrap.c - the first owner, organization, egress policy and settings
- * of a new installation (`moatd init`).
+ * bootstrap.c - the first owner, organization, egress policy, settings
+ * and workspace template of a new installation (`moatd init`).
  *
  * Order: the password file is written (exclusively, 0600) before the
  * user exists, so a password that works is never lost; if creating the
@@ -25,6 +25,7 @@
 #include "policy.h"
 #include "store/schema.h"
 #include "store/store.h"
+#include "templates/template.h"
 
 #define PASSWORD_FILE "initial-admin-password"
 #define ADMIN_NAME "admin"
@@ -69,13 +70,72 @@ insert_absent(struct store *st, const char *coll, json_t *doc)
 	return store_insert(st, coll, doc);
 }
 
+/* The "base" workspace template on the default image, when no template
+ * has that name; the first time it is created, "localhost" (Podman's
+ * name for locally built images, and nothing else) joins the default
+ * organization's registry allow-list so that the template is usable. An
+ * existing "base", or a later choice to remove "localhost", is left
+ * alone. */
+static int
+base_template(struct store *st, bool *created)
+{
+	json_t *cur = NULL, *body = NULL, *tpl = NULL, *set = NULL, *regs, *v;
+	char err[200];
+	bool have = false;
+	size_t i;
+	int r;
+
+	r = store_find_one(st, COLL_TEMPLATES, "name", TEMPLATE_BASE_NAME, &cur);
+	if (r != MOAT_ERR_NOTFOUND)
+		goto out;	/* 0: there is one already */
+	r = MOAT_ERR_NOMEM;
+	if ((body = json_pack("{s:s, s:s}", "name", TEMPLATE_BASE_NAME, "image",
+	    TEMPLATE_BASE_IMAGE)) == NULL)
+		goto out;
+	if ((r = template_normalize(body, NULL, DEFAULT_ORG, &tpl, err,
+	    sizeof(err))) != 0) {
+		log_error(IDENTITY_COMPONENT, "the base template is invalid",
+		    LF_STR("reason", err));
+		goto out;
+	}
+	if ((r = store_insert(st, COLL_TEMPLATES, tpl)) != 0)
+		goto out;
+	*created = true;
+	if ((r = store_get(st, COLL_SETTINGS, DEFAULT_ORG, &set)) != 0)
+		goto out;
+	regs = json_object_get(set, "registries");
+	if (!json_is_array(regs)) {
+		r = MOAT_ERR_CORRUPT;
+		goto out;
+	}
+	json_array_foreach(regs, i, v)
+		if (json_is_string(v) &&
+		    strcmp(json_string_value(v), "localhost") == 0)
+			have = true;
+	r = 0;
+	if (!have) {
+		if (json_array_append_new(regs, json_string("localhost")) != 0) {
+			r = MOAT_ERR_NOMEM;
+			goto out;
+		}
+		r = store_update(st, COLL_SETTINGS, set);
+	}
+out:
+	json_decref(cur);
+	json_decref(body);
+	json_decref(tpl);
+	json_decref(set);
+	return r;
+}
+
+/* arg: a bool set when the base template was created, or NULL. */
 static int
 defaults_txn(struct store *st, void *arg)
 {
 	json_t *org = NULL, *pol = NULL, *set = NULL;
+	bool base_created = false;
 	int r = MOAT_ERR_NOMEM;
 
-	(void)arg;
 	org = json_pack("{s:s, s:s}", "id", DEFAULT_ORG, "name", DEFAULT_ORG);
 	pol = json_pack("{s:s, s:s, s:s, s:[], s:[]}", "id", "default", "name",
 	    "default", "mode", "enforce", "allow", "deny");
@@ -85,8 +145,11 @@ defaults_txn(struct store *st, void *arg)
 		goto out;
 	if ((r = insert_absent(st, "orgs", org)) != 0 ||
 	    (r = insert_absent(st, "policies", pol)) != 0 ||
-	    (r = insert_absent(st, "settings", set)) != 0)
+	    (r = insert_absent(st, "settings", set)) != 0 ||
+	    (r = base_template(st, &base_created)) != 0)
 		goto out;
+	if (arg != NULL)
+		*(bool *)arg = base_created;
 	r = 0;
 out:
 	json_decref(org);
@@ -98,6 +161,7 @@ out:
 struct admin_ctx {
 	const char *hash;
 	json_t *user;		/* out */
+	bool base_created;	/* out */
 };
 
 static int
@@ -106,7 +170,7 @@ admin_txn(struct store *st, void *arg)
 	struct admin_ctx *c = arg;
 	int r;
 
-	if ((r = defaults_txn(st, NULL)) != 0)
+	if ((r = defaults_txn(st, &c->base_created)) != 0)
 		return r;
 	return identity__user_insert(st, ADMIN_NAME, c->hash, DEFAULT_ORG,
 	    ROLE_OWNER, &c->user);
@@ -242,6 +306,20 @@ identity_bootstrap(const char *data_dir, char *password_out, size_t len)
 	if ((r = identity__audit_emit(au, ev)) != 0)
 		log_warn(IDENTITY_COMPONENT, "could not audit the creation of the "
 		    "first admin", LF_STR("error", moat_strerror(r)));
+	if (c.base_created) {
+		ev = audit_event_new("template.create", "success");
+		if (ev != NULL && json_object_set_new(ev, "target", json_pack(
+		    "{s:s, s:s}", "type", "template", "name",
+		    TEMPLATE_BASE_NAME)) == 0)
+			(void)json_object_set_new(ev, "details", json_pack(
+			    "{s:s, s:s, s:s}", "via", "moatd init", "image",
+			    TEMPLATE_BASE_IMAGE, "registry",
+			    "localhost"));
+		if ((r = identity__audit_emit(au, ev)) != 0)
+			log_warn(IDENTITY_COMPONENT, "could not audit the "
+			    "creation of the base template",
+			    LF_STR("error", moat_strerror(r)));
+	}
 	memcpy(password_out, password, sizeof(password));
 	log_info(IDENTITY_COMPONENT, "created the first owner",
 	    LF_STR("user", ADMIN_NAME), LF_SECRET("password"));

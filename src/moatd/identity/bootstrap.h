@@ -1,8 +1,9 @@
 /*
  * bootstrap.h - the first state of a new installation, made by `moatd
  * init`: organization "default", the owner "admin" with a random
- * password, the "default" egress policy (no allow rules) and the default
- * organization security settings.
+ * password, the "default" egress policy (no allow rules), the default
+ * organization security settings, and the workspace template "base" on
+ * localhost/moat/base:latest with "localhost" on the registry allow-list.
  */
 #ifndef MOATD_IDENTITY_BOOTSTRAP_H
 #define MOATD_IDENTITY_BOOTSTRAP_H
@@ -30,8 +31,9 @@ int identity_store_open_local(const char *data_dir, struct store **out)
  * (len > IDENTITY_GENERATED_PASSWORD_LEN) and written to
  * DATA_DIR/initial-admin-password (mode 0600, created exclusively, not
  * through a symbolic link); the egress policy "default" (collection
- * "policies") and the default settings (collection "settings", id
- * "default"). Records an audit event ("user.create", DATA_DIR/audit or
+ * "policies"), the default settings (collection "settings", id
+ * "default") and the template "base" (template.h; "localhost" is added to
+ * the settings' registries when "base" is created). Records an audit event ("user.create", DATA_DIR/audit or
  * the running moatd's collector). Returns MOAT_ERR_EXISTS, password_out
  * empty, when "admin" exists already: its password is left alone (the
  * other defaults are still created if missing). */
