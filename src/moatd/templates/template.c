@@ -103,10 +103,15 @@ template_env(const json_t *v, json_t **out, char *err, size_t errlen)
 		if (json_string_length(val) > TEMPLATE_ENV_VALUE_MAX)
 			return moat_fail(MOAT_ERR_INVAL, err, errlen, "env.%s: "
 			    "longer than %d bytes", key, TEMPLATE_ENV_VALUE_MAX);
-		if (memchr(json_string_value(val), '\0',
-		    json_string_length(val)) != NULL)
-			return moat_fail(MOAT_ERR_INVAL, err, errlen, "env.%s: "
-			    "must not contain a NUL character", key);
+		for (size_t i = 0; i < json_string_length(val); i++) {
+			unsigned char ch = (unsigned char)
+			    json_string_value(val)[i];
+
+			if (ch < 0x20 || ch == 0x7f)
+				return moat_fail(MOAT_ERR_INVAL, err, errlen,
+				    "env.%s: must not contain control "
+				    "characters (line breaks, NUL...)", key);
+		}
 	}
 	*out = json_deep_copy(v);
 	return *out != NULL ? 0 : MOAT_ERR_NOMEM;
