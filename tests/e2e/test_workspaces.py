@@ -179,10 +179,10 @@ def env(tmp_path_factory, podman_socket, base_image):
     # Leave nothing behind: delete every workspace through the API.
     r = call(m, "GET", "/api/v1/workspaces?owner=*", e.admin)
     if r.status == 200:
-        for w in r.json()["items"]:
+        for w in r.json()["workspaces"]:
             e.action(e.admin, w["owner"], w["name"], "delete")
         mh.wait_until(lambda: call(m, "GET", "/api/v1/workspaces?owner=*",
-                                   e.admin).json()["items"] == [], 60,
+                                   e.admin).json()["workspaces"] == [], 60,
                       what="every workspace deleted")
     procs.stop_all()
     reports = procs.sanitizer_reports()
@@ -392,7 +392,7 @@ def test_member_cannot_create_for_someone_else_or_see_theirs(env):
         r = call(env.m, "POST", "/api/v1/workspaces", ta, body)
         assert r.status == 400, (body, r.text)
     names = [w["name"] for w in call(env.m, "GET", "/api/v1/workspaces",
-                                     ta).json()["items"]]
+                                     ta).json()["workspaces"]]
     assert names == ["given"]
     env.action(env.admin, a, "given", "delete")
     env.action(tb, b, "mine", "delete")

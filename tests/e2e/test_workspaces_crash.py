@@ -71,11 +71,11 @@ def crash_env(tmp_path, podman_socket, base_image):
     try:
         if env.m.proc and env.m.proc.alive():
             r = call(env.m, "GET", "/api/v1/workspaces?owner=*", env.admin)
-            for w in r.json().get("items", []):
+            for w in r.json().get("workspaces", []):
                 env.action(env.admin, w["owner"], w["name"], "delete")
             mh.wait_until(lambda: call(env.m, "GET",
                                        "/api/v1/workspaces?owner=*",
-                                       env.admin).json()["items"] == [],
+                                       env.admin).json()["workspaces"] == [],
                           60, what="cleanup")
     finally:
         procs.stop_all()

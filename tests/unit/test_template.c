@@ -245,7 +245,7 @@ test_refusals(void **state)
 	bad_body(body, NULL, "env.BIG: longer than 4096");
 	json_object_set_new(json_object_get(body, "env"), "BIG",
 	    json_stringn("a\0b", 3));
-	bad_body(body, NULL, "env.BIG: must not contain a NUL");
+	bad_body(body, NULL, "env.BIG: must not contain control characters");
 	json_object_del(body, "env");
 
 	/* startup_script: 64 KiB, then one more byte; a NUL */

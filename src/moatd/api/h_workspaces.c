@@ -234,7 +234,7 @@ h_workspaces_list(struct api_call *c)
 		    &list);
 	} else {
 		if ((r = api__user_by_name(c->app, owner, &user)) != 0) {
-			api_reply(c, 200, json_pack("{s:[]}", "items"));
+			api_reply(c, 200, json_pack("{s:[]}", "workspaces"));
 			return;
 		}
 		r = store_list(c->app->store, WORKSPACES, "owner_id",
@@ -248,7 +248,7 @@ h_workspaces_list(struct api_call *c)
 		goto out;
 	json_array_foreach(list, i, d)
 		json_array_append_new(out, orch_view(d));
-	api_reply(c, 200, json_pack("{s:o}", "items", out));
+	api_reply(c, 200, json_pack("{s:o}", "workspaces", out));
 out:
 	json_decref(user);
 	json_decref(list);
