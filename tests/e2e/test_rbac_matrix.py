@@ -33,7 +33,8 @@ ROLES = {
                          "policies:write", "audit:read"},
     "member": {"templates:read", "workspaces:own"},
 }
-PARAMS = {"username": "nobody-here", "org": "default", "name": "no-such",
+PARAMS = {"username": "nobody-here", "owner": "nobody-here",
+          "org": "default", "name": "no-such",
           "id": "0123456789abcdef0123456789abcdef"}
 PW = "matrix passphrase 31 gamma"
 

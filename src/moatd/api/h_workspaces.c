@@ -88,8 +88,6 @@ ws_lookup(struct api_call *c, json_t **out)
 	if (c->audit_target != NULL)
 		json_object_set_new(c->audit_target, "owner",
 		    json_string(owner));
-	if (!ready(c))
-		return MOAT_ERR_UNSUPPORTED;
 	if (strcmp(owner, c->who->username) != 0 && !may_all(c)) {
 		api_error(c, 404, "not_found", "no such workspace");
 		return MOAT_ERR_NOTFOUND;
@@ -152,8 +150,6 @@ h_workspaces_create(struct api_call *c)
 	int r;
 
 	api__target(c, "workspace", "name", name);
-	if (!ready(c))
-		return;
 	if (owner == NULL)
 		owner = c->who->username;
 	if (c->audit_target != NULL)
@@ -183,7 +179,7 @@ h_workspaces_create(struct api_call *c)
 			api__fail(c, r, "template");
 		goto out;
 	}
-	if (image_allowed(c, tmpl) != 0)
+	if (image_allowed(c, tmpl) != 0 || !ready(c))
 		goto out;
 	if ((r = orch_check_quota(c->app->orch, json_get_str(user, "id"),
 	    false, err, sizeof(err))) != 0) {
@@ -215,8 +211,6 @@ h_workspaces_list(struct api_call *c)
 	size_t i;
 	int q, r;
 
-	if (!ready(c))
-		return;
 	q = api__query(c->query, "owner", owner, sizeof(owner));
 	if (q < 0) {
 		api_error(c, 400, "invalid_request", "bad owner parameter");
@@ -274,6 +268,8 @@ ws_action(struct api_call *c, const char *what)
 
 	if (ws_lookup(c, &doc) != 0)
 		return;
+	if (!ready(c))
+		goto out;
 	json_object_set_new(c->audit_target, "id", json_string(json_get_str(doc,
 	    "id")));
 	if ((strcmp(what, "running") == 0 || strcmp(what, "restart") == 0) &&
@@ -342,6 +338,8 @@ h_workspaces_logs(struct api_call *c)
 			goto out;
 		}
 	}
+	if (!ready(c))
+		goto out;
 	if (strcmp(json_get_str(doc, "state"), "running") != 0) {
 		api_error(c, 409, "conflict", "the workspace is not running");
 		goto out;
@@ -365,6 +363,8 @@ h_workspaces_stats(struct api_call *c)
 
 	if (ws_lookup(c, &doc) != 0)
 		return;
+	if (!ready(c))
+		goto out;
 	if (strcmp(json_get_str(doc, "state"), "running") != 0) {
 		api_error(c, 409, "conflict", "the workspace is not running");
 		goto out;
@@ -405,6 +405,8 @@ h_workspaces_events(struct api_call *c)
 
 	if (ws_lookup(c, &doc) != 0)
 		return;
+	if (!ready(c))
+		goto out;
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		api__fail(c, MOAT_ERR_NOMEM, "events");
 		goto out;

@@ -7,7 +7,9 @@
  * A workspace maps to exactly one runtime object (a container, later a pod)
  * named "moat-<workspace id>" and labelled
  *   moat.workspace=<workspace id>   moat.managed=1
- * so the reconciler can list what it owns and remove orphans. The name is
+ *   moat.installation=<the store's installation id>
+ * so the reconciler can list what it owns and remove orphans - only its
+ * own installation's: several moat installations may share a runtime. The name is
  * unique in the runtime, which makes create idempotent: two moatd processes
  * racing to create the same workspace get one object and one
  * MOAT_ERR_EXISTS.
@@ -35,6 +37,7 @@ struct driver;
 
 #define DRV_LABEL_WORKSPACE "moat.workspace"
 #define DRV_LABEL_MANAGED "moat.managed"
+#define DRV_LABEL_INSTALLATION "moat.installation"
 
 /* A host path mounted into the workspace. */
 struct drv_mount {
@@ -54,6 +57,7 @@ struct drv_tmpfs {
  * be put here: the runtime stores its configuration in plaintext. */
 struct drv_spec {
 	const char *workspace_id;	/* label and name suffix */
+	const char *installation;	/* label: which moat store owns it */
 	const char *image;		/* canonical reference (imageref.h) */
 	const char *entrypoint;		/* "/run/moat/moat-agent" */
 	const char *const *args;	/* NULL-terminated, may be NULL */
@@ -91,6 +95,7 @@ struct drv_status {
 	enum drv_state state;
 	char id[80];			/* runtime's object id */
 	char workspace_id[80];		/* from the label */
+	char installation[80];		/* from the label ("" when none) */
 	int exit_code;			/* DRV_EXITED */
 	bool oom_killed;
 	int64_t pid;			/* host pid of PID 1 while running */

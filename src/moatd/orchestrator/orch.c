@@ -82,6 +82,41 @@ orch_thread(void *arg)
 	return NULL;
 }
 
+/* The installation id: created once per store, shared by every moatd on
+ * that store. */
+static int
+load_installation(struct orch *o)
+{
+	struct store *st = o->app->store;
+	json_t *doc = NULL;
+	char id[STORE_ID_GEN_LEN];
+	int r;
+
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if ((r = store_get(st, COLL_INSTALLATION, "id", &doc)) == 0) {
+			const char *v = json_get_str(doc, "installation");
+
+			r = v != NULL && strlen(v) < sizeof(o->installation) ?
+			    0 : MOAT_ERR_CORRUPT;
+			if (r == 0)
+				memcpy(o->installation, v, strlen(v) + 1);
+			json_decref(doc);
+			return r;
+		}
+		if (r != MOAT_ERR_NOTFOUND || (r = store_new_id(id,
+		    sizeof(id))) != 0)
+			return r;
+		if ((doc = json_pack("{s:s,s:s}", "id", "id", "installation",
+		    id)) == NULL)
+			return MOAT_ERR_NOMEM;
+		r = store_insert(st, COLL_INSTALLATION, doc);
+		json_decref(doc);
+		if (r != 0 && r != MOAT_ERR_EXISTS)
+			return r;
+	}
+	return MOAT_ERR_CONFLICT;
+}
+
 int
 orch_new(struct orch **out, struct app *app, struct driver *drv,
     const struct orch_options *opt, char *err, size_t errlen)
@@ -120,6 +155,7 @@ orch_new(struct orch **out, struct app *app, struct driver *drv,
 	o->vpaths.volumes_dir = o->vol_dir;
 	o->vpaths.mount_dir = o->mnt_dir;
 	if ((r = make_instance(o->instance, sizeof(o->instance))) != 0 ||
+	    (r = load_installation(o)) != 0 ||
 	    (r = ws_events_new(&o->events)) != 0)
 		goto fail;
 	if ((mkdir(o->run_dir, 0711) != 0 && errno != EEXIST) ||

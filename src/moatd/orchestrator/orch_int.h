@@ -44,6 +44,7 @@ struct orch {
 	char mnt_dir[PATH_MAX];		/* RUN-DIR/vol */
 	struct volume_paths vpaths;
 	char instance[160];		/* host/pid/start: lease holder */
+	char installation[40];		/* runtime label (schema.h) */
 	pthread_t thread;
 	bool thread_started;
 	pthread_mutex_t mu;

@@ -324,6 +324,7 @@ create_container(struct orch *o, const json_t *doc, const char *home,
 	mounts[2] = (struct drv_mount){ home, home_in, false };
 	memset(&s, 0, sizeof(s));
 	s.workspace_id = ws_id(doc);
+	s.installation = o->installation;
 	s.image = json_get_str(spec, "image");
 	s.entrypoint = "/run/moat/moat-agent";
 	s.hostname = json_get_str(doc, "name");
@@ -729,7 +730,9 @@ orch__pass(struct orch *o)
 	json_array_foreach(docs, i, d)
 		reconcile_one(o, d, size_check);
 	for (i = 0; listed_objs && i < nobjs; i++) {
+		/* Another installation's (or unlabelled): not ours. */
 		if (objs[i].workspace_id[0] == '\0' ||
+		    strcmp(objs[i].installation, o->installation) != 0 ||
 		    in_docs(docs, objs[i].workspace_id))
 			continue;
 		audit_orphan(o, objs[i].workspace_id, "container");

@@ -70,6 +70,9 @@ const struct store_collection moatd_collections[] = {
 	{ COLL_POLICIES, policies_ix, N(policies_ix), false },
 	/* workspaces hold sealed SSH keys and volume keys. */
 	{ COLL_WORKSPACES, workspaces_ix, N(workspaces_ix), true },
+	/* One document, id "id": {"installation": random hex}, the label that
+	 * tells this installation's runtime objects from others'. */
+	{ COLL_INSTALLATION, NULL, 0, false },
 	/* Workspace templates. */
 	{ COLL_TEMPLATES, templates_ix, N(templates_ix), false },
 };

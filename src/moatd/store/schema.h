@@ -27,6 +27,7 @@
 #define COLL_SETTINGS "settings"
 #define COLL_POLICIES "policies"
 #define COLL_WORKSPACES "workspaces"
+#define COLL_INSTALLATION "installation"
 
 /* Workspace templates (api/h_templates.c): id generated, "name" unique,
  * "org" the organization, "egress_policy" the policy it names (so that a

@@ -152,12 +152,16 @@ docker__state(const char *s)
 }
 
 static void
-docker_label(const json_t *labels, char *out, size_t outlen)
+docker_labels(const json_t *labels, struct drv_status *out)
 {
-	if (json_is_object(labels))
-		docker_str(labels, DRV_LABEL_WORKSPACE, out, outlen);
-	else if (outlen > 0)
-		out[0] = '\0';
+	out->workspace_id[0] = '\0';
+	out->installation[0] = '\0';
+	if (!json_is_object(labels))
+		return;
+	docker_str(labels, DRV_LABEL_WORKSPACE, out->workspace_id,
+	    sizeof(out->workspace_id));
+	docker_str(labels, DRV_LABEL_INSTALLATION, out->installation,
+	    sizeof(out->installation));
 }
 
 int
@@ -185,8 +189,7 @@ docker__parse_inspect(const char *body, size_t len, struct drv_status *out,
 	docker_str(root, "Id", out->id, sizeof(out->id));
 	config = json_object_get(root, "Config");
 	if (json_is_object(config))
-		docker_label(json_object_get(config, "Labels"),
-		    out->workspace_id, sizeof(out->workspace_id));
+		docker_labels(json_object_get(config, "Labels"), out);
 	{
 		json_int_t code = json_integer_value(json_object_get(state,
 		    "ExitCode"));
@@ -253,8 +256,7 @@ docker__parse_list(const char *body, size_t len, struct drv_status **out,
 			st = json_object_get(st, "Status");
 		v[i].state = docker__state(json_is_string(st) ?
 		    json_string_value(st) : NULL);
-		docker_label(json_object_get(c, "Labels"), v[i].workspace_id,
-		    sizeof(v[i].workspace_id));
+		docker_labels(json_object_get(c, "Labels"), &v[i]);
 	}
 	*out = v;
 	*n = count;
@@ -634,6 +636,8 @@ docker__create_body(const struct drv_spec *spec, char **out, char *err,
 	    (r = docker_set(labels, DRV_LABEL_WORKSPACE,
 	    json_string(spec->workspace_id))) != 0 ||
 	    (r = docker_set(labels, DRV_LABEL_MANAGED, json_string("1"))) != 0 ||
+	    (spec->installation != NULL && (r = docker_set(labels,
+	    DRV_LABEL_INSTALLATION, json_string(spec->installation))) != 0) ||
 	    (r = docker_set(root, "Image", json_string(spec->image))) != 0 ||
 	    (r = docker_set(root, "Entrypoint",
 	    json_pack("[s]", spec->entrypoint))) != 0 ||
