@@ -86,6 +86,7 @@ struct agent {
 	/* agent_sshd.c */
 	pid_t sshd_pid;
 	int64_t sshd_started;
+	int64_t sshd_changed;		/* last start or reload */
 	int64_t sshd_restart_at;	/* 0: none pending */
 	int sshd_backoff_ms;
 
@@ -175,6 +176,7 @@ void agent_sshd_tick(struct agent *ag, int *timeout_ms);
 bool agent_sshd_up(const struct agent *ag);
 
 /* agent_secrets.c: replaces /run/secrets; reason for an ERR reply. */
+void agent_secrets_init(const struct agent *ag);
 int agent_secrets_apply(struct agent *ag, const struct agentproto_msg *m,
     char *reason, size_t rlen);
 void agent_secrets_free(struct agent *ag);

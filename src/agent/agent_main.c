@@ -138,6 +138,7 @@ main(int argc, char **argv)
 		agent_log("the workspace user could not be set up");
 		return 2;
 	}
+	agent_secrets_init(&ag);
 	if (agent_sshd_write_config(&ag) == 0)
 		agent_sshd_start(&ag);
 	(void)agent_startup_run(&ag);

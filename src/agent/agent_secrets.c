@@ -97,6 +97,26 @@ secrets_prune(int dfd, const struct agentproto_msg *m)
 	closedir(d);
 }
 
+/* The runtime's tmpfs may come world-writable (podman's default mode is
+ * 1777): only root writes there. */
+void
+agent_secrets_init(const struct agent *ag)
+{
+	int fd = open(AGENT_SECRETS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+
+	(void)ag;
+	if (fd < 0) {
+		agent_log("%s: %s (secrets cannot be delivered)",
+		    AGENT_SECRETS_DIR, strerror(errno));
+		return;
+	}
+	if (fchown(fd, 0, 0) != 0 || fchmod(fd, 0755) != 0)
+		agent_log("%s: cannot make it root's 0755: %s",
+		    AGENT_SECRETS_DIR, strerror(errno));
+	close(fd);
+}
+
 static void
 secret_env_free(struct agent_env *e, size_t n)
 {

@@ -36,10 +36,38 @@ struct agent_conn {
 	size_t len, want, off;
 	uint16_t port;
 	int64_t deadline;
+	int64_t retry_at;	/* DIAL 22 retried while sshd (re)starts */
+	int64_t dial_until;
 	struct agent_conn *next, **pprev;
 };
 
 static void conn_cb(struct agent *ag, int fd, short revents, void *arg);
+static void conn_dial(struct agent *ag, struct agent_conn *c, uint16_t port);
+
+/*
+ * sshd closes its listener for a moment when it is reloaded (SIGHUP, on a
+ * secrets change) or restarted: a DIAL to port 22 refused then is retried
+ * every SERVER_RETRY_MS for up to SERVER_RETRY_FOR_MS instead of failing a
+ * gateway connection.
+ */
+#define SERVER_RETRY_MS 100
+#define SERVER_RETRY_FOR_MS 3000
+
+static bool
+conn_dial_retry(struct agent *ag, struct agent_conn *c, int e)
+{
+	int64_t now = agent_now_ms();
+	bool settling = ag->sshd_pid <= 0 ? ag->sshd_restart_at != 0 :
+	    now - ag->sshd_changed < 5000;
+
+	if (e != ECONNREFUSED || c->port != 22 || !settling ||
+	    now + SERVER_RETRY_MS > c->dial_until)
+		return false;
+	c->retry_at = now + SERVER_RETRY_MS;
+	c->state = CONN_DIALING;
+	agent_watch_events(ag, c->fd, 0);
+	return true;
+}
 
 static void
 conn_free(struct agent *ag, struct agent_conn *c)
@@ -146,8 +174,12 @@ target_cb(struct agent *ag, int fd, short revents, void *arg)
 	agent_unwatch(ag, fd);
 	close(fd);
 	c->target = -1;
+	if (e == 0)
+		e = ECONNREFUSED;
+	if (conn_dial_retry(ag, c, e))
+		return;
 	conn_err(ag, c, "connect to 127.0.0.1:%u: %s", (unsigned)c->port,
-	    strerror(e != 0 ? e : ECONNREFUSED));
+	    strerror(e));
 }
 
 static void
@@ -157,6 +189,9 @@ conn_dial(struct agent *ag, struct agent_conn *c, uint16_t port)
 	int t;
 
 	c->port = port;
+	c->retry_at = 0;
+	if (c->dial_until == 0)
+		c->dial_until = agent_now_ms() + SERVER_RETRY_FOR_MS;
 	sin.sin_port = htons(port);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	t = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -169,6 +204,8 @@ conn_dial(struct agent *ag, struct agent_conn *c, uint16_t port)
 		int e = errno;
 
 		close(t);
+		if (conn_dial_retry(ag, c, e))
+			return;
 		conn_err(ag, c, "connect to 127.0.0.1:%u: %s", (unsigned)port,
 		    strerror(e));
 		return;
@@ -405,6 +442,12 @@ agent_server_tick(struct agent *ag, int *timeout_ms)
 			conn_free(ag, c);
 			continue;
 		}
+		if (c->retry_at != 0 && now >= c->retry_at) {
+			conn_dial(ag, c, c->port);
+			continue;
+		}
+		if (c->retry_at != 0 && c->retry_at - now < *timeout_ms)
+			*timeout_ms = (int)(c->retry_at - now);
 		if (c->deadline - now < *timeout_ms)
 			*timeout_ms = (int)(c->deadline - now);
 	}

@@ -214,6 +214,7 @@ agent_sshd_start(struct agent *ag)
 		return;
 	}
 	ag->sshd_started = agent_now_ms();
+	ag->sshd_changed = ag->sshd_started;
 	agent_log("sshd started (pid %d)", (int)ag->sshd_pid);
 }
 
@@ -245,8 +246,10 @@ agent_sshd_reload(struct agent *ag)
 	if (agent_sshd_write_config(ag) != 0)
 		return;
 	if (ag->sshd_pid > 0) {
-		if (kill(ag->sshd_pid, SIGHUP) == 0)
+		if (kill(ag->sshd_pid, SIGHUP) == 0) {
+			ag->sshd_changed = agent_now_ms();
 			agent_log("sshd reloaded");
+		}
 	}
 }
 
