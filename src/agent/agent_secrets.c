@@ -50,7 +50,9 @@ secret_write(int dfd, const struct agentproto_secret *s, uid_t uid,
 		}
 		done += (size_t)n;
 	}
-	if (fchown(fd, uid, uid) != 0 || fchmod(fd, 0400) != 0) {
+	/* Mode first: once the file is the user's, changing it would need
+	 * CAP_FOWNER. */
+	if (fchmod(fd, 0400) != 0 || fchown(fd, uid, uid) != 0) {
 		snprintf(reason, rlen, "cannot chown secret %s: %s", s->name,
 		    strerror(errno));
 		goto out;

@@ -261,15 +261,16 @@ user_home(const struct agent *ag)
 	if (fstat(fd, &st) != 0)
 		goto out;
 	if (st.st_uid != uid || st.st_gid != uid) {
+		/* Not the user's before: a new home. Mode first (ours to
+		 * change without CAP_FOWNER while root owns it). */
+		if (fchmod(fd, 0700) != 0)
+			agent_log("cannot chmod %s: %s", ag->home,
+			    strerror(errno));
 		if (fchown(fd, uid, uid) != 0) {
 			agent_log("cannot chown %s: %s", ag->home,
 			    strerror(errno));
 			goto out;
 		}
-		/* Not the user's before: a new home. */
-		if (fchmod(fd, 0700) != 0)
-			agent_log("cannot chmod %s: %s", ag->home,
-			    strerror(errno));
 		user_skel(fd, uid);
 		agent_log("%s given to uid %u", ag->home, (unsigned)uid);
 	}

@@ -44,8 +44,11 @@ IMAGE = "localhost/moat/test:latest"
 # subordinate ids); the host-side files are chowned to it.
 BASE = 2180251647
 USER = "dev"
-CAPS = ("CHOWN,DAC_OVERRIDE,FOWNER,SETUID,SETGID,SYS_CHROOT,KILL,"
-        "AUDIT_WRITE,NET_BIND_SERVICE")
+# What the agent and sshd need, no more: CHOWN (passwd/shadow, home,
+# secrets), SETUID and SETGID (sshd, the startup script), SYS_CHROOT (sshd's
+# privilege separation), KILL (SIGTERM to the user's processes on stop),
+# NET_BIND_SERVICE (port 22). sudo works with these too.
+CAPS = "CHOWN,SETUID,SETGID,SYS_CHROOT,KILL,NET_BIND_SERVICE"
 
 STARTUP = """#!/bin/bash
 echo "startup ran as $(id -u) in $PWD with proxy $HTTP_PROXY"
