@@ -254,6 +254,21 @@ user_home(const struct agent *ag)
 		fd = open(ag->home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 		    O_CLOEXEC);
 	}
+	if (fd < 0 && errno == EACCES) {
+		/* Already the user's 0700 home: root without
+		 * CAP_DAC_READ_SEARCH only looks at it. */
+		fd = open(ag->home, O_PATH | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == uid &&
+		    st.st_gid == uid) {
+			close(fd);
+			return 0;
+		}
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		errno = EACCES;
+	}
 	if (fd < 0) {
 		agent_log("cannot open %s: %s", ag->home, strerror(errno));
 		return -1;
@@ -266,12 +281,14 @@ user_home(const struct agent *ag)
 		if (fchmod(fd, 0700) != 0)
 			agent_log("cannot chmod %s: %s", ag->home,
 			    strerror(errno));
+		/* Likewise the skeleton goes in while root still owns it
+		 * (no CAP_DAC_OVERRIDE needed). */
+		user_skel(fd, uid);
 		if (fchown(fd, uid, uid) != 0) {
 			agent_log("cannot chown %s: %s", ag->home,
 			    strerror(errno));
 			goto out;
 		}
-		user_skel(fd, uid);
 		agent_log("%s given to uid %u", ag->home, (unsigned)uid);
 	}
 	r = 0;
