@@ -423,10 +423,11 @@ agent_client_log(const char *agent_dir, int timeout_ms, uint64_t offset,
 	    AGENTPROTO_LOG_REPLY, NULL, err, errlen);
 	if (r != 0)
 		goto out;
-	/* The decoder bounded data_len and offset + data_len <= log_end; a
-	 * reply must not go backwards (the agent may have dropped old bytes,
-	 * so it may skip forward). */
-	if (s->rep.offset < offset) {
+	/* The decoder bounded data_len and offset + data_len <= log_end. Data
+	 * never comes from before the requested offset (the agent may have
+	 * dropped old bytes, so it may skip forward); an empty reply may point
+	 * back to a shorter log's end (the container restarted). */
+	if (s->rep.offset < offset && s->rep.data_len > 0) {
 		r = moat_fail(MOAT_ERR_PARSE, err, errlen,
 		    "agent: log reply before the requested offset");
 		goto out;

@@ -38,7 +38,9 @@ int agent_client_put_secrets(const char *agent_dir, int timeout_ms,
 
 /* Reads log bytes from offset: at most AGENTPROTO_MAX_LOG_CHUNK into out
  * (outlen >= that), *got bytes, *next_offset where the next read starts,
- * *log_end the agent's log size. */
+ * *log_end the agent's log size. The agent keeps the last MiB: data may
+ * start after offset. When the log restarted (a new container) and is now
+ * shorter than offset, *got is 0 and *next_offset == *log_end < offset. */
 int agent_client_log(const char *agent_dir, int timeout_ms, uint64_t offset,
     uint8_t *out, size_t outlen, size_t *got, uint64_t *next_offset,
     uint64_t *log_end, char *err, size_t errlen) MOAT_MUST_CHECK;
