@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -295,6 +296,17 @@ wait_ready(struct orch *o, const char *agent_dir, char *err, size_t errlen)
 	}
 }
 
+static uint64_t
+rlimit_cap(int resource, uint64_t want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(resource, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+	    (uint64_t)rl.rlim_max < want)
+		return (uint64_t)rl.rlim_max;
+	return want;
+}
+
 static int
 create_container(struct orch *o, const json_t *doc, const char *home,
     bool sudo, char *err, size_t errlen)
@@ -335,8 +347,10 @@ create_container(struct orch *o, const json_t *doc, const char *home,
 	s.memory_bytes = (uint64_t)json_get_int(spec, "memory_mb", 2048) * MIB;
 	s.nano_cpus = (uint64_t)json_get_int(spec, "cpu", 2000) * 1000000ull;
 	s.pids_limit = 2048;
-	s.nofile = 65536;
-	s.nproc = 8192;
+	/* Explicit limits (runc needs them here), never above what this
+	 * host lets processes raise themselves to: the runtime cannot either. */
+	s.nofile = rlimit_cap(RLIMIT_NOFILE, 65536);
+	s.nproc = rlimit_cap(RLIMIT_NPROC, 8192);
 	s.uid_base = (uint32_t)json_get_int(doc, "uid_base", 0);
 	s.uid_count = ORCH_UID_COUNT;
 	s.cap_add = caps;
@@ -366,8 +380,16 @@ teardown(struct orch *o, const json_t *doc, bool destroy, char *err,
 	if ((r = o->drv->ops->stop(o->drv, id, STOP_TIMEOUT_S, err,
 	    errlen)) != 0 && r != MOAT_ERR_NOTFOUND)
 		return r;
-	if ((r = o->drv->ops->remove(o->drv, id, err, errlen)) != 0)
+	/* Podman may still be cleaning up the stopped container (its shm
+	 * mount): a remove right after a stop can fail once; retry briefly. */
+	for (int attempt = 0; attempt < 20; attempt++) {
+		if ((r = o->drv->ops->remove(o->drv, id, err, errlen)) == 0)
+			break;
+		usleep(100 * 1000);
+	}
+	if (r != 0)
 		return r;
+	err[0] = '\0';
 	if (destroy)
 		r = volume_destroy(&o->vpaths, id, err, errlen);
 	else
