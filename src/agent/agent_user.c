@@ -321,12 +321,54 @@ user_sudoers(const struct agent *ag)
 	return 0;
 }
 
+/*
+ * An entry of the image's /etc/passwd named like the workspace user with a
+ * system uid (root, daemon, sshd, nobody...) is never replaced: that would
+ * hand the account's files to the user, or break the image.
+ */
+static int
+user_check_existing(const char *name, uid_t want)
+{
+	char *buf = NULL, *p;
+	size_t len, nl = strlen(name);
+	struct stat st;
+	int r = 0;
+
+	if (user_read("/etc/passwd", USER_FILE_MAX, &buf, &len, &st) != 0)
+		return 0;
+	for (p = buf; p != NULL && *p != '\0'; p = strchr(p, '\n'),
+	    p = p != NULL ? p + 1 : NULL) {
+		char *f, *end;
+		unsigned long v;
+
+		if (strncmp(p, name, nl) != 0 || p[nl] != ':')
+			continue;
+		f = strchr(p + nl + 1, ':');	/* after the password field */
+		if (f == NULL)
+			continue;
+		errno = 0;
+		v = strtoul(f + 1, &end, 10);
+		if (errno != 0 || end == f + 1 || *end != ':')
+			continue;
+		if ((uid_t)v != want && (v < 1000 || v >= 60000)) {
+			agent_log("user %s exists in the image as system uid "
+			    "%lu: refused", name, v);
+			r = -1;
+		}
+	}
+	free(buf);
+	return r;
+}
+
 int
 agent_user_setup(const struct agent *ag)
 {
 	const char *u = ag->conf.user;
 	unsigned id = (unsigned)ag->conf.uid;
 	char line[256];
+
+	if (user_check_existing(u, ag->conf.uid) != 0)
+		return -1;
 
 	snprintf(line, sizeof(line), "%s:x:%u:%u::%s:/bin/bash\n", u, id, id,
 	    ag->home);
