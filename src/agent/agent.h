@@ -15,6 +15,10 @@
  * (sshd's generated configuration and supervision), agent_secrets.c
  * (/run/secrets and the env-marked secrets), agent_server.c (the agent
  * socket), agent_relay.c (byte relays for DIAL and egress).
+ *
+ * Functions that can fail return 0 or a negative MOAT_ERR_* code; what
+ * went wrong is in the agent's log (agent_log), which is how the agent
+ * reports to moatd.
  */
 #ifndef MOAT_AGENT_H
 #define MOAT_AGENT_H
@@ -25,6 +29,7 @@
 #include <sys/types.h>
 
 #include "agentproto.h"
+#include "errors.h"	/* codes only: the agent links no moatlib code */
 
 /* Fixed paths inside the workspace. */
 #define AGENT_RO_DIR "/run/moat"

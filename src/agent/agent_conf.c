@@ -101,11 +101,11 @@ conf_num(const char *s, unsigned long lo, unsigned long hi,
 	unsigned long v;
 
 	if (*s < '0' || *s > '9')
-		return -1;
+		return MOAT_ERR_IO;
 	errno = 0;
 	v = strtoul(s, &end, 10);
 	if (errno != 0 || *end != '\0' || v < lo || v > hi)
-		return -1;
+		return MOAT_ERR_IO;
 	*out = v;
 	return 0;
 }
@@ -120,7 +120,7 @@ conf_line(struct agent_conf *c, char *line, int lineno, char *err,
 
 	if (eq == NULL) {
 		snprintf(err, errlen, "agent.conf line %d: no '='", lineno);
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	*eq = '\0';
 	val = eq + 1;
@@ -128,21 +128,21 @@ conf_line(struct agent_conf *c, char *line, int lineno, char *err,
 		if (!conf_user_ok(val, strlen(val))) {
 			snprintf(err, errlen, "agent.conf line %d: bad user "
 			    "name", lineno);
-			return -1;
+			return MOAT_ERR_IO;
 		}
 		snprintf(c->user, sizeof(c->user), "%s", val);
 	} else if (strcmp(key, "uid") == 0) {
 		if (conf_num(val, 1, 60000, &v) != 0) {
 			snprintf(err, errlen, "agent.conf line %d: bad uid",
 			    lineno);
-			return -1;
+			return MOAT_ERR_IO;
 		}
 		c->uid = (uid_t)v;
 	} else if (strcmp(key, "sudo") == 0 || strcmp(key, "startup") == 0) {
 		if (conf_num(val, 0, 1, &v) != 0) {
 			snprintf(err, errlen, "agent.conf line %d: %s must be "
 			    "0 or 1", lineno, key);
-			return -1;
+			return MOAT_ERR_IO;
 		}
 		if (key[1] == 'u')
 			c->sudo = v == 1;
@@ -152,7 +152,7 @@ conf_line(struct agent_conf *c, char *line, int lineno, char *err,
 		if (conf_num(val, 1, 65535, &v) != 0) {
 			snprintf(err, errlen, "agent.conf line %d: bad "
 			    "proxy_port", lineno);
-			return -1;
+			return MOAT_ERR_IO;
 		}
 		c->proxy_port = (uint16_t)v;
 	} else if (strncmp(key, "env.", 4) == 0) {
@@ -164,19 +164,19 @@ conf_line(struct agent_conf *c, char *line, int lineno, char *err,
 		    !agent_env_value_ok((const uint8_t *)val, vl)) {
 			snprintf(err, errlen, "agent.conf line %d: bad "
 			    "environment entry", lineno);
-			return -1;
+			return MOAT_ERR_IO;
 		}
 		for (size_t i = 0; i < c->nenv; i++) {
 			if (strcmp(c->env[i].name, name) == 0) {
 				snprintf(err, errlen, "agent.conf line %d: "
 				    "variable %s repeated", lineno, name);
-				return -1;
+				return MOAT_ERR_IO;
 			}
 		}
 		if (c->nenv >= AGENT_MAX_ENV) {
 			snprintf(err, errlen, "agent.conf line %d: more than "
 			    "%d variables", lineno, AGENT_MAX_ENV);
-			return -1;
+			return MOAT_ERR_IO;
 		}
 		e = &c->env[c->nenv];
 		e->name = strdup(name);
@@ -185,7 +185,7 @@ conf_line(struct agent_conf *c, char *line, int lineno, char *err,
 		if (e->name == NULL || e->value == NULL) {
 			agent_env_clear(e, false);
 			snprintf(err, errlen, "out of memory");
-			return -1;
+			return MOAT_ERR_IO;
 		}
 		c->nenv++;
 	} else {
@@ -200,7 +200,7 @@ agent_conf_load(const char *path, struct agent_conf *c, char *err,
 {
 	char *buf = NULL, *p, *nl;
 	size_t len = 0;
-	int fd = -1, lineno = 0, r = -1;
+	int fd = -1, lineno = 0, r = MOAT_ERR_IO;
 
 	memset(c, 0, sizeof(*c));
 	c->uid = 1000;

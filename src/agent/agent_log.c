@@ -33,7 +33,7 @@ agent_log_init(void)
 {
 	if (log_ring == NULL)
 		log_ring = malloc(AGENT_LOG_CAP);
-	return log_ring == NULL ? -1 : 0;
+	return log_ring == NULL ? MOAT_ERR_NOMEM : 0;
 }
 
 static void

@@ -38,7 +38,7 @@ agent_set_nonblock(int fd)
 	int fl = fcntl(fd, F_GETFL);
 
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -1;
+		return MOAT_ERR_IO;
 	return 0;
 }
 
@@ -58,7 +58,7 @@ agent_loop_init(struct agent *ag)
 	ag->watch = calloc((size_t)n, sizeof(*ag->watch));
 	ag->active = calloc((size_t)n, sizeof(*ag->active));
 	if (ag->watch == NULL || ag->active == NULL)
-		return -1;
+		return MOAT_ERR_IO;
 	for (int i = 0; i < ag->nwatch; i++)
 		ag->watch[i].pos = -1;
 	ag->nactive = 0;
@@ -80,7 +80,7 @@ agent_watch(struct agent *ag, int fd, short events, agent_cb cb, void *arg)
 	struct agent_watch *w;
 
 	if (fd < 0 || fd >= ag->nwatch)
-		return -1;
+		return MOAT_ERR_IO;
 	w = &ag->watch[fd];
 	if (w->pos < 0) {
 		w->pos = ag->nactive;
@@ -131,7 +131,7 @@ agent_loop_once(struct agent *ag, int timeout_ms)
 	if (p == NULL || gens == NULL) {
 		free(p);
 		free(gens);
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	for (int i = 0; i < n; i++) {
 		int fd = ag->active[i];
@@ -142,7 +142,7 @@ agent_loop_once(struct agent *ag, int timeout_ms)
 	}
 	r = poll(p, (nfds_t)n, timeout_ms);
 	if (r < 0) {
-		r = errno == EINTR ? 0 : -1;
+		r = errno == EINTR ? 0 : MOAT_ERR_IO;
 		goto out;
 	}
 	for (int i = 0; i < n && r > 0; i++) {

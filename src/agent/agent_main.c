@@ -96,11 +96,11 @@ main_signals(struct agent *ag)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
-		return -1;
+		return MOAT_ERR_IO;
 	signal(SIGPIPE, SIG_IGN);
 	ag->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (ag->sigfd < 0)
-		return -1;
+		return MOAT_ERR_IO;
 	return agent_watch(ag, ag->sigfd, POLLIN, main_signal_cb, NULL);
 }
 

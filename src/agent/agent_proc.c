@@ -99,7 +99,7 @@ agent_spawn(struct agent *ag, const struct agent_spawn *sp, pid_t *pid)
 			if (o != NULL)
 				agent_logsrc_free(o->src);
 			free(o);
-			return -1;
+			return MOAT_ERR_IO;
 		}
 	}
 	c = fork();
@@ -111,7 +111,7 @@ agent_spawn(struct agent *ag, const struct agent_spawn *sp, pid_t *pid)
 			agent_logsrc_free(o->src);
 			free(o);
 		}
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	if (c == 0)
 		proc_child(sp, p[1]);
@@ -165,7 +165,7 @@ envp_set(char ***envp, size_t *n, const char *name, const char *value)
 	char *s = malloc(nl + 1 + vl + 1), **grown;
 
 	if (s == NULL)
-		return -1;
+		return MOAT_ERR_IO;
 	memcpy(s, name, nl);
 	s[nl] = '=';
 	memcpy(s + nl + 1, value, vl + 1);
@@ -181,7 +181,7 @@ envp_set(char ***envp, size_t *n, const char *name, const char *value)
 	grown = realloc(*envp, (*n + 2) * sizeof(char *));
 	if (grown == NULL) {
 		free(s);
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	*envp = grown;
 	(*envp)[(*n)++] = s;
@@ -251,7 +251,7 @@ agent_startup_run(struct agent *ag)
 		.log_prefix = "startup",
 	};
 	char **envp;
-	int r = -1;
+	int r = MOAT_ERR_IO;
 
 	ag->startup_state = AGENTPROTO_STARTUP_NONE;
 	if (!ag->conf.startup)
@@ -260,7 +260,7 @@ agent_startup_run(struct agent *ag)
 		agent_log("startup=1 but %s is missing", AGENT_STARTUP_PATH);
 		ag->startup_state = AGENTPROTO_STARTUP_FAILED;
 		ag->startup_exit = 127;
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	if (access("/bin/bash", X_OK) != 0) {
 		argv[0] = "/bin/sh";

@@ -110,7 +110,8 @@ relay_set_events(struct agent *ag, struct agent_relay *r)
 	}
 }
 
-/* Moves what can be moved without blocking; -1 when the relay is over. */
+/* Moves what can be moved without blocking; non-zero when the relay is
+ * over. */
 static int
 relay_pump(struct agent *ag, struct agent_relay *r)
 {
@@ -135,7 +136,7 @@ relay_pump(struct agent *ag, struct agent_relay *r)
 					progress = true;
 				} else if (errno != EAGAIN &&
 				    errno != EWOULDBLOCK && errno != EINTR) {
-					return -1;
+					return MOAT_ERR_IO;
 				}
 			}
 			if (d->len > 0) {
@@ -150,7 +151,7 @@ relay_pump(struct agent *ag, struct agent_relay *r)
 					agent_activity(ag);
 				} else if (n < 0 && errno != EAGAIN &&
 				    errno != EWOULDBLOCK && errno != EINTR) {
-					return -1;
+					return MOAT_ERR_IO;
 				}
 			}
 			if (d->eof && d->len == 0 && !d->shut) {
@@ -160,7 +161,7 @@ relay_pump(struct agent *ag, struct agent_relay *r)
 		}
 	}
 	if (r->d[0].shut && r->d[1].shut)
-		return -1;
+		return MOAT_ERR_IO;
 	return 0;
 }
 
@@ -202,7 +203,7 @@ agent_relay_start(struct agent *ag, int a, int b, const uint8_t *to_a,
 	    (r = calloc(1, sizeof(*r))) == NULL) {
 		close(a);
 		close(b);
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	r->fd[0] = a;
 	r->fd[1] = b;
@@ -219,7 +220,7 @@ agent_relay_start(struct agent *ag, int a, int b, const uint8_t *to_a,
 		close(a);
 		close(b);
 		free(r);
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	r->next = ag->relays;
 	if (r->next != NULL)
@@ -280,7 +281,7 @@ agent_egress_listen(struct agent *ag)
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -1;
+		return MOAT_ERR_IO;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
 	    listen(fd, 128) != 0 ||
@@ -288,7 +289,7 @@ agent_egress_listen(struct agent *ag)
 		agent_log("cannot listen on 127.0.0.1:%u: %s",
 		    (unsigned)ag->conf.proxy_port, strerror(errno));
 		close(fd);
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	ag->egress_lfd = fd;
 	agent_log("egress relay listening on 127.0.0.1:%u",

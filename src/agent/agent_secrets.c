@@ -29,7 +29,7 @@ secret_write(int dfd, const struct agentproto_secret *s, uid_t uid,
 {
 	char tmp[sizeof(SECRET_TMP_PREFIX) + AGENTPROTO_MAX_NAME + 1];
 	size_t done = 0;
-	int fd, r = -1;
+	int fd, r = MOAT_ERR_IO;
 
 	snprintf(tmp, sizeof(tmp), "%s%s", SECRET_TMP_PREFIX, s->name);
 	(void)unlinkat(dfd, tmp, 0);
@@ -38,7 +38,7 @@ secret_write(int dfd, const struct agentproto_secret *s, uid_t uid,
 	if (fd < 0) {
 		snprintf(reason, rlen, "cannot create secret %s: %s", s->name,
 		    strerror(errno));
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	while (done < s->value_len) {
 		ssize_t n = write(fd, s->value + done, s->value_len - done);
@@ -63,7 +63,7 @@ out:
 	if (r == 0 && renameat(dfd, tmp, dfd, s->name) != 0) {
 		snprintf(reason, rlen, "cannot rename secret %s: %s", s->name,
 		    strerror(errno));
-		r = -1;
+		r = MOAT_ERR_IO;
 	}
 	if (r != 0)
 		(void)unlinkat(dfd, tmp, 0);
@@ -155,7 +155,7 @@ agent_secrets_apply(struct agent *ag, const struct agentproto_msg *m,
 {
 	struct agent_env *env = NULL;
 	size_t nenv = 0;
-	int dfd, r = -1;
+	int dfd, r = MOAT_ERR_IO;
 
 	dfd = open(AGENT_SECRETS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC);

@@ -411,7 +411,7 @@ agent_server_listen(struct agent *ag)
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -1;
+		return MOAT_ERR_IO;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", AGENT_SOCK_PATH);
 	/* A socket left by the previous run of this container. */
 	(void)unlink(AGENT_SOCK_PATH);
@@ -423,7 +423,7 @@ agent_server_listen(struct agent *ag)
 		agent_log("cannot listen on %s: %s", AGENT_SOCK_PATH,
 		    strerror(errno));
 		close(fd);
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	ag->agent_lfd = fd;
 	agent_log("agent socket listening on %s", AGENT_SOCK_PATH);

@@ -108,7 +108,7 @@ agent_sshd_write_config(struct agent *ag)
 	struct sbuf b = { 0 };
 	char proxy[64], tmp[sizeof(AGENT_SSHD_CONFIG) + 8];
 	size_t done = 0;
-	int fd = -1, r = -1;
+	int fd = -1, r = MOAT_ERR_IO;
 
 	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%u",
 	    (unsigned)ag->conf.proxy_port);

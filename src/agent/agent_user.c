@@ -31,12 +31,12 @@ user_read(const char *path, size_t max, char **out, size_t *outlen,
 {
 	char *buf = NULL;
 	size_t len = 0;
-	int fd, r = -1;
+	int fd, r = MOAT_ERR_IO;
 
 	*out = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return -1;
+		return MOAT_ERR_IO;
 	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) ||
 	    (size_t)st->st_size > max)
 		goto out;
@@ -71,14 +71,14 @@ user_write(const char *path, const char *data, size_t len, mode_t mode,
 {
 	char tmp[256];
 	size_t done = 0;
-	int fd, r = -1;
+	int fd, r = MOAT_ERR_IO;
 
 	snprintf(tmp, sizeof(tmp), "%s.moat-tmp", path);
 	(void)unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 	    0600);
 	if (fd < 0)
-		return -1;
+		return MOAT_ERR_IO;
 	while (done < len) {
 		ssize_t n = write(fd, data + done, len - done);
 
@@ -92,9 +92,9 @@ user_write(const char *path, const char *data, size_t len, mode_t mode,
 	r = 0;
 out:
 	if (close(fd) != 0)
-		r = -1;
+		r = MOAT_ERR_IO;
 	if (r == 0 && rename(tmp, path) != 0)
-		r = -1;
+		r = MOAT_ERR_IO;
 	if (r != 0)
 		(void)unlink(tmp);
 	return r;
@@ -112,19 +112,19 @@ user_ensure_line(const char *path, const char *name, const char *line,
 	char *old = NULL, *out = NULL, *p;
 	size_t oldlen = 0, outlen = 0, nl = strlen(name);
 	struct stat st;
-	int r = -1, found = 0, extra = 0;
+	int r = MOAT_ERR_IO, found = 0, extra = 0;
 
 	if (user_read(path, USER_FILE_MAX, &old, &oldlen, &st) != 0) {
 		if (errno != ENOENT) {
 			agent_log("cannot read %s", path);
-			return -1;
+			return MOAT_ERR_IO;
 		}
 		old = strdup("");
 		st.st_mode = defmode;
 		st.st_uid = 0;
 		st.st_gid = defgid;
 		if (old == NULL)
-			return -1;
+			return MOAT_ERR_IO;
 	}
 	if ((out = malloc(oldlen + strlen(line) + 2)) == NULL)
 		goto out;
@@ -241,7 +241,7 @@ user_home(const struct agent *ag)
 {
 	uid_t uid = ag->conf.uid;
 	struct stat st;
-	int fd, r = -1;
+	int fd, r = MOAT_ERR_IO;
 
 	fd = open(ag->home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
@@ -249,7 +249,7 @@ user_home(const struct agent *ag)
 		if (mkdir(ag->home, 0700) != 0) {
 			agent_log("cannot create %s: %s", ag->home,
 			    strerror(errno));
-			return -1;
+			return MOAT_ERR_IO;
 		}
 		fd = open(ag->home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 		    O_CLOEXEC);
@@ -271,7 +271,7 @@ user_home(const struct agent *ag)
 	}
 	if (fd < 0) {
 		agent_log("cannot open %s: %s", ag->home, strerror(errno));
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	if (fstat(fd, &st) != 0)
 		goto out;
@@ -307,7 +307,7 @@ user_sudoers(const struct agent *ag)
 		if (unlink(path) == 0)
 			agent_log("sudo disabled: %s removed", path);
 		else if (errno != ENOENT)
-			return -1;
+			return MOAT_ERR_IO;
 		return 0;
 	}
 	(void)mkdir("/etc/sudoers.d", 0755);
@@ -315,10 +315,49 @@ user_sudoers(const struct agent *ag)
 	    ag->conf.user);
 	if (user_write(path, line, strlen(line), 0440, 0, 0) != 0) {
 		agent_log("cannot write %s: %s", path, strerror(errno));
-		return -1;
+		return MOAT_ERR_IO;
 	}
 	agent_log("sudo enabled for %s", ag->conf.user);
 	return 0;
+}
+
+/*
+ * An entry of the image's /etc/passwd named like the workspace user with a
+ * system uid (root, daemon, sshd, nobody...) is never replaced: that would
+ * hand the account's files to the user, or break the image.
+ */
+static int
+user_check_existing(const char *name, uid_t want)
+{
+	char *buf = NULL, *p;
+	size_t len, nl = strlen(name);
+	struct stat st;
+	int r = 0;
+
+	if (user_read("/etc/passwd", USER_FILE_MAX, &buf, &len, &st) != 0)
+		return 0;
+	for (p = buf; p != NULL && *p != '\0'; p = strchr(p, '\n'),
+	    p = p != NULL ? p + 1 : NULL) {
+		char *f, *end;
+		unsigned long v;
+
+		if (strncmp(p, name, nl) != 0 || p[nl] != ':')
+			continue;
+		f = strchr(p + nl + 1, ':');	/* after the password field */
+		if (f == NULL)
+			continue;
+		errno = 0;
+		v = strtoul(f + 1, &end, 10);
+		if (errno != 0 || end == f + 1 || *end != ':')
+			continue;
+		if ((uid_t)v != want && (v < 1000 || v >= 60000)) {
+			agent_log("user %s exists in the image as system uid "
+			    "%lu: refused", name, v);
+			r = MOAT_ERR_IO;
+		}
+	}
+	free(buf);
+	return r;
 }
 
 int
@@ -328,18 +367,21 @@ agent_user_setup(const struct agent *ag)
 	unsigned id = (unsigned)ag->conf.uid;
 	char line[256];
 
+	if (user_check_existing(u, ag->conf.uid) != 0)
+		return MOAT_ERR_IO;
+
 	snprintf(line, sizeof(line), "%s:x:%u:%u::%s:/bin/bash\n", u, id, id,
 	    ag->home);
 	if (user_ensure_line("/etc/passwd", u, line, 0644, 0) != 0)
-		return -1;
+		return MOAT_ERR_IO;
 	snprintf(line, sizeof(line), "%s:x:%u:\n", u, id);
 	if (user_ensure_line("/etc/group", u, line, 0644, 0) != 0)
-		return -1;
+		return MOAT_ERR_IO;
 	snprintf(line, sizeof(line), "%s:*::0:99999:7:::\n", u);
 	if (user_ensure_line("/etc/shadow", u, line, 0640,
 	    user_group_id("shadow", 0)) != 0)
-		return -1;
+		return MOAT_ERR_IO;
 	if (user_home(ag) != 0)
-		return -1;
+		return MOAT_ERR_IO;
 	return user_sudoers(ag);
 }

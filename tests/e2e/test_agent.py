@@ -396,3 +396,38 @@ def test_root_inside_cannot_steer_the_host(ws, tmp_path):
         assert os.path.islink(ws.agent / "agent.sock") is False
     finally:
         lsock.close()
+
+
+@pytest.mark.parametrize("conf,message", [
+    ("user=root\nuid=1000\n", "user root exists in the image as system uid 0"),
+    ("user=Bad\n", "bad user name"),
+    ("user=dev\nenv.X=a\tb\n", "bad environment entry"),
+])
+def test_bad_configuration_stops_the_workspace(tmp_path, conf, message):
+    ro, agent = tmp_path / "ro", tmp_path / "agent"
+    ro.mkdir()
+    agent.mkdir()
+    (ro / "agent.conf").write_text(conf)
+    shutil.copy(mh.binary("moat-agent"), ro / "moat-agent")
+    for p in (ro, agent, ro / "agent.conf", ro / "moat-agent"):
+        os.chown(p, BASE, BASE)
+    ro.chmod(0o755)
+    name = f"agent-test-{os.getpid()}-conf"
+    podman("rm", "-f", name, check=False)
+    try:
+        cp = podman("run", "--name", name, "--runtime", "runc",
+                    "--network", "none", "--ulimit", "nofile=4096:4096",
+                    "--ulimit", "nproc=4096:4096",
+                    f"--userns=auto:size=65536,uidmapping=0:{BASE}:65536,"
+                    f"gidmapping=0:{BASE}:65536",
+                    "--cap-drop", "ALL", "--cap-add", CAPS,
+                    "--tmpfs", "/run:size=16m",
+                    "-v", f"{ro}:/run/moat:ro", "-v", f"{agent}:/run/moat-agent",
+                    "-e", "ASAN_OPTIONS=detect_leaks=0",
+                    "--entrypoint", "/run/moat/moat-agent", IMAGE,
+                    check=False)
+        assert cp.returncode == 2, cp.stdout + cp.stderr
+        assert message in cp.stdout + cp.stderr
+        assert "AddressSanitizer" not in cp.stderr
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
