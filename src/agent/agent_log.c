@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "textclean.h"
 
 #define LOG_LINE_MAX 1024
 
@@ -66,8 +67,8 @@ log_append(const uint8_t *p, size_t n)
 	}
 }
 
-/* Writes "TIMESTAMP SOURCE: " then text (control characters but tab made
- * '?') and a newline, as one line. */
+/* Writes "TIMESTAMP SOURCE: " then text (cleaned by text_clean(): no
+ * escape sequences or control characters) and a newline, as one line. */
 static void
 log_line(const char *source, const char *text, size_t tlen)
 {
@@ -82,12 +83,11 @@ log_line(const char *source, const char *text, size_t tlen)
 	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s: ", source);
 	if (tlen > LOG_LINE_MAX)
 		tlen = LOG_LINE_MAX;
-	for (size_t i = 0; i < tlen && n < sizeof(buf) - 1; i++) {
-		unsigned char c = (unsigned char)text[i];
-
-		buf[n++] = (c < 0x20 && c != '\t') || c == 0x7f ? '?' :
-		    (char)c;
-	}
+	n += text_clean(text, tlen, buf + n, sizeof(buf) - n - 1);
+	/* A line break inside one line would let text forge log lines. */
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] == '\n')
+			buf[i] = ' ';
 	buf[n++] = '\n';
 	log_append((const uint8_t *)buf, n);
 }

@@ -7,6 +7,7 @@ Real Podman, real loop volumes; the same helpers as test_workspaces.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -18,10 +19,10 @@ import moat_harness as mh
 from test_workspaces import Env, call, containers_labelled
 
 
-def start_moatd(procs, data, run_dir, sock, name="moatd"):
+def start_moatd(procs, data, run_dir, sock, name="moatd", extra=()):
     m = mh.Moatd(procs, data, name=name, extra_args=[
         "--runtime-socket", sock, "--run-dir", str(run_dir),
-        "--reconcile-interval", "300ms"]).start()
+        "--reconcile-interval", "300ms", *extra]).start()
     m.wait_for_log("workspaces ready", timeout=30)
     return m
 
@@ -126,26 +127,49 @@ def test_kill9_during_create_start_stop_delete_converges(crash_env, delay):
 
 
 def test_orphans_are_removed(crash_env):
-    """A container labelled as moat's whose workspace the store does not
-    know, and a stray run directory, are removed and audited."""
+    """A container labelled as this installation's whose workspace the
+    store does not know, and a stray run directory, are removed and
+    audited; another installation's container is left alone."""
     env = crash_env
-    fake = "ab" * 16
-    subprocess.run(["podman", "create", "--name", f"moat-{fake}", "--label",
-                    "moat.managed=1", "--label", f"moat.workspace={fake}",
-                    "localhost/moat/base:latest", "true"], check=True,
-                   capture_output=True)
+    owner, tok = env.user()
+    ws = env.create(tok, "real")
+    inst = subprocess.run(
+        ["podman", "inspect", "--format",
+         '{{index .Config.Labels "moat.installation"}}', f"moat-{ws['id']}"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", inst), inst
+    fake, foreign = "ab" * 16, "cd" * 16
+    for wid, label in ((fake, inst), (foreign, "ef" * 16)):
+        subprocess.run(["podman", "create", "--name", f"moat-{wid}",
+                        "--label", "moat.managed=1",
+                        "--label", f"moat.workspace={wid}",
+                        "--label", f"moat.installation={label}",
+                        "localhost/moat/base:latest", "true"], check=True,
+                       capture_output=True)
     (env.run_dir / "ws" / fake / "ro").mkdir(parents=True)
-    mh.wait_until(lambda: f"moat-{fake}" not in containers_labelled() and
-                  not (env.run_dir / "ws" / fake).exists(), 20,
-                  what="orphans removed")
-    assert any(e["type"] == "workspace.orphan_removed" and
-               e.get("workspace") == fake for e in env.m.audit_events())
+    try:
+        mh.wait_until(lambda: f"moat-{fake}" not in containers_labelled() and
+                      not (env.run_dir / "ws" / fake).exists(), 20,
+                      what="orphans removed")
+        assert any(e["type"] == "workspace.orphan_removed" and
+                   e.get("workspace") == fake for e in env.m.audit_events())
+        time.sleep(1)
+        assert f"moat-{foreign}" in containers_labelled()
+        assert env.get(tok, owner, "real").json()["state"] == "running"
+    finally:
+        subprocess.run(["podman", "rm", "-f", f"moat-{foreign}"],
+                       capture_output=True)
 
 
 def test_two_moatd_on_one_store_never_double_create(crash_env):
     env = crash_env
+    # Each moatd keeps its own audit chain and collector socket.
+    other = env.m.data_dir.parent / "second"
+    other.mkdir()
     second = start_moatd(env.procs, env.m.data_dir, env.run_dir,
-                         env.podman_sock, name="moatd-2")
+                         env.podman_sock, name="moatd-2", extra=(
+                             "--audit-file", str(other / "audit.log"),
+                             "--audit-collector", str(other / "audit.sock")))
     owner, tok = env.user()
     names = ["pa", "pb"]
     for i, n in enumerate(names):

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "errors.h"
+#include "textclean.h"
 
 #define EVENTS_RING 256
 
@@ -47,12 +48,7 @@ void ws_events_close(struct ws_events *e, const char *ws_id);
 int ws_events_read(struct ws_events *e, const char *ws_id, uint64_t since,
     size_t max, json_t **out, bool *closed) MOAT_MUST_CHECK;
 
-/*
- * Copies len bytes of untrusted text into out (outlen bytes, NUL added),
- * keeping printable ASCII, tab, newline and well-formed UTF-8 other than
- * C1 controls; everything else (ESC, other C0 controls, DEL, C1 controls,
- * malformed UTF-8) is dropped. Returns the length written.
- */
-size_t events_clean(const char *in, size_t len, char *out, size_t outlen);
+/* Untrusted text for an event: text_clean() (textclean.h). */
+#define events_clean text_clean
 
 #endif

@@ -62,6 +62,8 @@ const struct config_key moatd_serve_keys[] = {
 	  "Write one JSON line per HTTP request.", 0, 0, false },
 	{ "audit-file", CFG_STRING, NULL,
 	  "The audit hash chain (default DATA-DIR/audit/audit.log).", 0, 0, false },
+	{ "audit-collector", CFG_STRING, NULL,
+	  "Unix socket where other processes hand moatd audit events (default DATA-DIR/run/audit.sock); each moatd sharing a data directory needs its own.", 0, 0, false },
 	{ "audit-fsync", CFG_STRING, "batch",
 	  "When the audit writer calls fsync: always, batch or none.", 0, 0, false },
 	{ "audit-disk-reserve", CFG_SIZE, "64M",
@@ -381,6 +383,11 @@ open_audit(struct server *s)
 	    (r = mkdir_p0700(dir)) != 0 ||
 	    (r = path_join(sock, sizeof(sock), dir, "audit.sock")) != 0)
 		return r;
+	if (config_str(s->cfg, "audit-collector") != NULL &&
+	    config_str(s->cfg, "audit-collector")[0] != '\0' &&
+	    snprintf(sock, sizeof(sock), "%s", config_str(s->cfg,
+	    "audit-collector")) >= (int)sizeof(sock))
+		return MOAT_ERR_TOOBIG;
 	if (audit_file == NULL) {
 		if ((r = path_join(dir, sizeof(dir), s->data_dir, "audit")) != 0 ||
 		    (r = mkdir_p0700(dir)) != 0 ||
