@@ -499,3 +499,32 @@ def test_pull_from_registry_with_credentials(env, registry):
     finally:
         cfg.unlink()
         podman("rmi", "-f", remote, check=False)
+
+
+def test_idle_workspace_is_stopped_and_audited(env):
+    """No activity (no relayed byte, no activity report) for the template's
+    idle timeout - 60 s, the shortest a template may set - stops the
+    workspace, with the reason and an audit event. An open connection
+    through the agent keeps another workspace running meanwhile."""
+    owner, tok = env.user()
+    env.template("sleepy", idle_timeout=60)
+    idle = env.create(tok, "idle", template="sleepy")
+    busy = env.create(tok, "busy", template="sleepy")
+    # Keep one connection open to busy's sshd: an open relay is activity.
+    s = agent_dial(env.agent_dir(busy["id"]), 22)
+    assert s.recv(64).startswith(b"SSH-2.0-OpenSSH")
+    t0 = time.monotonic()
+    try:
+        ws = env.wait_state(tok, owner, "idle", "stopped", timeout=120)
+        waited = time.monotonic() - t0
+        assert 40 < waited < 100, waited
+        assert "without activity" in ws["reason"], ws
+        assert ws["desired"] == "stopped"
+        assert env.get(tok, owner, "busy").json()["state"] == "running"
+    finally:
+        s.close()
+    assert any(e["type"] == "workspace.idle_stop" and
+               e.get("workspace") == idle["id"]
+               for e in env.m.audit_events())
+    env.action(tok, owner, "idle", "delete")
+    env.action(tok, owner, "busy", "delete")
