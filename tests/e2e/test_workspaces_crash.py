@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -27,10 +28,26 @@ def start_moatd(procs, data, run_dir, sock, name="moatd", extra=()):
     return m
 
 
+def installation_of(env):
+    db = sqlite3.connect(env.m.data_dir / "moatd.db")
+    try:
+        row = db.execute("select body from docs where coll = "
+                         "'installation'").fetchone()
+    finally:
+        db.close()
+    return json.loads(row[0])["installation"]
+
+
 def host_leftovers(env, live_ids):
-    """What exists on the host for workspace ids not in live_ids."""
+    """What exists on the host for workspace ids not in live_ids (the
+    runtime is shared: only this installation's containers count)."""
     left = []
-    for c in containers_labelled():
+    inst = installation_of(env)
+    names = subprocess.run(
+        ["podman", "ps", "-a", "--filter", f"label=moat.installation={inst}",
+         "--format", "{{.Names}}"], capture_output=True, text=True,
+        check=True).stdout.split()
+    for c in names:
         if c.removeprefix("moat-") not in live_ids:
             left.append(("container", c))
     vols = env.m.data_dir / "volumes"
