@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# bench/workspace-start.sh - time from the create call to SSH-ready for a
+# moat workspace, side by side in the same run with a bare `podman run` of
+# the same image (to its first output, and to sshd answering inside).
+# Prints the medians and the ratios moat/bare.
+# Usage: bench/workspace-start.sh [BUILD_DIR] (default build/release).
+# Environment: ROUNDS (10; one unmeasured warm-up round comes first),
+# PROFILE=1 (moatd at log level debug; prints where moat's time goes, from
+# moatd's log: each state and each runtime call, with its duration).
+#
+# Per round, interleaved:
+#   moat   POST /api/v1/workspaces, then the workspace's event stream (SSE,
+#          ?since=0) until the state event "running" (moatd records it only
+#          after reading sshd's banner through the agent socket). Cross-
+#          check: from the moment POST answers, a poller DIALs port 22
+#          through the agent socket every 20 ms until it reads
+#          SSH-2.0-OpenSSH ("banner"); after "running" one more DIAL must
+#          read it too. The workspace is then deleted (not timed) and the
+#          stream read until "deleted".
+#   bare   podman run --rm --network none --ulimit nofile --ulimit nproc
+#          IMAGE echo ready, timed to its first output line.
+#   sshd   the same, but the container generates one ed25519 host key,
+#          starts sshd on 127.0.0.1:22 and prints "ready" once a connection
+#          to port 22 reads the SSH-2.0-OpenSSH banner (polled inside the
+#          container every 20 ms: no podman exec round trips in the figure).
+# The ulimits are the ones moatd gives workspaces (65536 / 8192, capped at
+# this host's hard limits).
+#
+# Sets up and removes: a Podman API service on a private socket (unless
+# one already answers: scripts/podman-service), a moatd data directory and
+# run directory in a temp dir, moatd itself, every workspace and container
+# it created.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build/release}
+build=$(cd "$build" && pwd)
+ROUNDS=${ROUNDS:-10}
+PROFILE=${PROFILE:-0}
+for t in podman curl python3; do
+  command -v "$t" >/dev/null || { echo "bench: $t is missing (run scripts/setup)" >&2; exit 1; }
+done
+[ -x "$build/moatd" ] && [ -x "$build/moat-agent" ] ||
+  { echo "bench: $build lacks moatd or moat-agent (make build)" >&2; exit 1; }
+[ -e /dev/loop-control ] || { echo "bench: no loop devices" >&2; exit 1; }
+
+image=$("$root/scripts/image")
+work=$(mktemp -d /tmp/moat-bench-ws.XXXXXX)
+chmod 0711 "$work"
+sock=$work/podman.sock
+mpid=
+started_service=0
+cleanup() {
+  set +e
+  # Workspaces first (moatd deletes them), then moatd, then the service.
+  if [ -n "$mpid" ] && kill -0 "$mpid" 2>/dev/null && [ -s "$work/token" ]; then
+    python3 "$work/bench.py" cleanup 2>/dev/null
+  fi
+  [ -n "$mpid" ] && { kill "$mpid" 2>/dev/null; wait "$mpid" 2>/dev/null; }
+  for c in $(podman ps -a --filter name='^bench-ws-' --format '{{.Names}}' 2>/dev/null); do
+    podman rm -f "$c" >/dev/null 2>&1
+  done
+  [ "$started_service" = 1 ] && "$root/scripts/podman-service" stop "$sock"
+  # moatd unmounts its run directories; anything still mounted stays (and
+  # is reported) rather than being deleted through.
+  if grep -q " $work/" /proc/self/mounts; then
+    echo "bench: mounts left under $work:" >&2; grep " $work/" /proc/self/mounts >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+got=$("$root/scripts/podman-service" "$sock")
+[ "$got" = "$sock" ] && started_service=1
+sock=$got
+
+"$build/moatd" init "$work/data" >/dev/null 2>&1
+port=$(free_port); mport=$(free_port)
+level=info; [ "$PROFILE" = 1 ] && level=debug
+"$build/moatd" --data-dir "$work/data" --listen "127.0.0.1:$port" \
+  --metrics-listen "127.0.0.1:$mport" --runtime-socket "$sock" \
+  --run-dir "$work/run" --reconcile-interval 300ms --log-level "$level" \
+  2>"$work/moatd.log" &
+mpid=$!
+for _ in $(seq 1 300); do
+  grep -q '"workspaces ready"' "$work/moatd.log" 2>/dev/null && break
+  kill -0 "$mpid" 2>/dev/null || { echo "bench: moatd exited:" >&2; tail -20 "$work/moatd.log" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q '"workspaces ready"' "$work/moatd.log" ||
+  { echo "bench: moatd has no workspaces:" >&2; tail -20 "$work/moatd.log" >&2; exit 1; }
+
+nofile=$(python3 -c 'import resource as r; h=r.getrlimit(r.RLIMIT_NOFILE)[1]; print(65536 if h==r.RLIM_INFINITY else min(h,65536))')
+nproc=$(python3 -c 'import resource as r; h=r.getrlimit(r.RLIMIT_NPROC)[1]; print(8192 if h==r.RLIM_INFINITY else min(h,8192))')
+
+cat > "$work/bench.py" <<'PY'
+# The timing half of bench/workspace-start.sh (stdlib only).
+import http.client, json, os, socket, ssl, statistics, struct, subprocess
+import sys, threading, time
+
+W = os.environ["BENCH_WORK"]
+PORT = int(os.environ["BENCH_PORT"])
+IMAGE = os.environ["BENCH_IMAGE"]
+ROUNDS = int(os.environ["ROUNDS"])
+ULIMITS = ["--ulimit", "nofile=%s:%s" % ((os.environ["BENCH_NOFILE"],) * 2),
+           "--ulimit", "nproc=%s:%s" % ((os.environ["BENCH_NPROC"],) * 2)]
+CTX = ssl.create_default_context(cafile=W + "/data/secrets/ca.crt")
+now = time.monotonic
+
+
+def conn():
+    c = http.client.HTTPSConnection("127.0.0.1", PORT, context=CTX, timeout=120)
+    c.connect()
+    return c
+
+
+def call(c, method, path, token=None, body=None):
+    h = {"Content-Type": "application/json"}
+    if token:
+        h["Authorization"] = "Bearer " + token
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers=h)
+    r = c.getresponse()
+    data = r.read()
+    return r.status, (json.loads(data) if data else None)
+
+
+def token():
+    with open(W + "/token") as f:
+        return f.read().strip()
+
+
+def agent_dial(agent_sock, port=22, timeout=2.0):
+    """DIAL over the agent protocol (src/lib/agentproto.h), then read the
+    first line the port sends. Returns it, or None."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(agent_sock)
+        body = bytes([3, 2]) + struct.pack(">H", 2) + struct.pack(">H", port)
+        s.sendall(struct.pack(">I", len(body)) + body)
+        hdr = b""
+        while len(hdr) < 5:
+            k = s.recv(5 - len(hdr))
+            if not k:
+                return None
+            hdr += k
+        if hdr[4] != 64:
+            return None
+        (n,) = struct.unpack(">I", hdr[:4])
+        left = n - 1
+        while left > 0:
+            k = s.recv(left)
+            if not k:
+                return None
+            left -= len(k)
+        line = b""
+        while b"\n" not in line and len(line) < 256:
+            k = s.recv(256)
+            if not k:
+                break
+            line += k
+        return line.decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+def sse_events(resp):
+    """Yields (type, data) from a Server-Sent Events response."""
+    typ, data = None, []
+    while True:
+        line = resp.readline()
+        if not line:
+            return
+        line = line.decode("utf-8", "replace").rstrip("\r\n")
+        if line == "":
+            if typ is not None or data:
+                yield typ, "\n".join(data)
+            typ, data = None, []
+        elif line.startswith("event:"):
+            typ = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+def moat_round(i, tok, api):
+    name = "bench%d" % i
+    sse = conn()
+    t0 = now()
+    st, ws = call(api, "POST", "/api/v1/workspaces", tok,
+                  {"name": name, "template": "base"})
+    t_post = now()
+    if st != 201:
+        raise SystemExit("bench: create answered %d: %s" % (st, ws))
+    agent_sock = "%s/run/ws/%s/agent/agent.sock" % (W, ws["id"])
+    banner = {}
+
+    def poll():
+        while "t" not in banner and not banner.get("stop"):
+            line = agent_dial(agent_sock)
+            if line and line.startswith("SSH-2.0-OpenSSH"):
+                banner["t"] = now()
+                return
+            time.sleep(0.02)
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    sse.request("GET", "/api/v1/workspaces/admin/%s/events?since=0" % name,
+                headers={"Authorization": "Bearer " + tok})
+    resp = sse.getresponse()
+    if resp.status != 200:
+        raise SystemExit("bench: events answered %d" % resp.status)
+    states = {}
+    events = sse_events(resp)
+    for typ, data in events:
+        if typ != "state":
+            continue
+        s = json.loads(data)
+        states.setdefault(s["state"], now() - t0)
+        if s["state"] == "failed":
+            raise SystemExit("bench: workspace failed: %s" % s.get("reason"))
+        if s["state"] == "running":
+            break
+    t_run = now()
+    th.join(10)
+    banner["stop"] = True
+    check = agent_dial(agent_sock)
+    if not (check and check.startswith("SSH-2.0-OpenSSH")):
+        raise SystemExit("bench: running, but no sshd banner through the "
+                         "agent socket: %r" % check)
+    # Delete (not timed) and wait until it is gone.
+    st, _ = call(api, "DELETE", "/api/v1/workspaces/admin/" + name, tok)
+    if st != 202:
+        raise SystemExit("bench: delete answered %d" % st)
+    for typ, data in events:
+        if typ == "state" and json.loads(data)["state"] == "deleted":
+            break
+    sse.close()
+    deadline = now() + 60
+    while call(api, "GET", "/api/v1/workspaces/admin/" + name, tok)[0] != 404:
+        if now() > deadline:
+            raise SystemExit("bench: %s not gone after 60 s" % name)
+        time.sleep(0.1)
+    return {"ready": t_run - t0, "post": t_post - t0,
+            "banner": banner.get("t", t_run) - t0, "states": states}
+
+
+SSHD = ("ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key; "
+        "mkdir -p /run/sshd; "
+        "/usr/sbin/sshd -D -h /etc/ssh/ssh_host_ed25519_key 2>/dev/null & "
+        "until read -t 1 l </dev/tcp/127.0.0.1/22 2>/dev/null && "
+        "[[ $l == SSH-2.0-OpenSSH* ]]; do sleep 0.02; done; "
+        "echo ready; kill $!")
+
+
+def bare_round(i, kind):
+    cmd = ["podman", "run", "--rm", "--name", "bench-ws-%s-%d" % (kind, i),
+           "--network", "none", *ULIMITS, IMAGE]
+    cmd += ["echo", "ready"] if kind == "bare" else ["bash", "-c", SSHD]
+    t0 = now()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = p.stdout.readline()
+    t = now() - t0
+    p.stdout.read()
+    err = p.stderr.read()
+    p.wait()
+    if line.strip() != b"ready":
+        raise SystemExit("bench: %s: %r %s" % (" ".join(cmd), line, err[-500:]))
+    return t
+
+
+def cleanup():
+    c = conn()
+    tok = token()
+    st, body = call(c, "GET", "/api/v1/workspaces?owner=*", tok)
+    names = [w["name"] for w in (body or {}).get("workspaces", [])]
+    for n in names:
+        call(c, "DELETE", "/api/v1/workspaces/admin/" + n, tok)
+    deadline = now() + 60
+    while names and now() < deadline:
+        st, body = call(c, "GET", "/api/v1/workspaces?owner=*", tok)
+        if not body.get("workspaces"):
+            break
+        time.sleep(0.2)
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def main():
+    if sys.argv[1:] == ["cleanup"]:
+        return cleanup()
+    tok = token()
+    api = conn()
+    moat, bare, sshd = [], [], []
+    for i in range(ROUNDS + 1):
+        m = moat_round(i, tok, api)
+        b = bare_round(i, "bare")
+        s = bare_round(i, "sshd")
+        tag = "warm-up" if i == 0 else "round %d" % i
+        print("%-8s moat %.3f s (POST %.3f, starting %.3f, banner %.3f)  "
+              "bare %.3f s  bare+sshd %.3f s" % (
+                  tag, m["ready"], m["post"], m["states"].get("starting", 0),
+                  m["banner"], b, s), file=sys.stderr)
+        if i > 0:
+            moat.append(m)
+            bare.append(b)
+            sshd.append(s)
+    mr = med([m["ready"] for m in moat])
+    mb, ms = med(bare), med(sshd)
+    print("bench/workspace-start.sh: median of %d rounds, %d cores, image %s"
+          % (ROUNDS, os.cpu_count(), IMAGE))
+    print("%-44s %8s %8s %8s" % ("", "median", "min", "max"))
+    rows = [("moat: create -> running (SSE)", [m["ready"] for m in moat]),
+            ("moat: create -> banner via agent (poll 20ms)",
+             [m["banner"] for m in moat]),
+            ("moat: create call answered", [m["post"] for m in moat]),
+            ("bare podman run -> first output", bare),
+            ("bare podman run + sshd -> banner", sshd)]
+    for label, xs in rows:
+        print("%-44s %7.3fs %7.3fs %7.3fs" % (label, med(xs), min(xs), max(xs)))
+    print("ratio moat/bare (first output)  %.2f   (goal <= 3)" % (mr / mb))
+    print("ratio moat/bare+sshd            %.2f" % (mr / ms))
+    print("moat median %.3f s              (goal <= 1 s): %s" % (
+        mr, "met" if mr <= 1.0 else "NOT met"))
+
+
+main()
+PY
+
+export BENCH_WORK=$work BENCH_PORT=$port BENCH_IMAGE=$image ROUNDS \
+  BENCH_NOFILE=$nofile BENCH_NPROC=$nproc
+pw=$(cat "$work/data/initial-admin-password")
+(umask 077; curl -fsS --noproxy '*' --cacert "$work/data/secrets/ca.crt" \
+  -H 'Content-Type: application/json' -X POST "https://127.0.0.1:$port/api/v1/auth/login" \
+  -d "{\"username\":\"admin\",\"password\":\"$pw\"}" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' > "$work/token")
+
+python3 "$work/bench.py"
+if [ "$PROFILE" = 1 ]; then
+  cp "$work/moatd.log" "${PROFILE_LOG:-/tmp/moat-bench-ws-moatd.log}"
+  echo "moatd log (debug) copied to ${PROFILE_LOG:-/tmp/moat-bench-ws-moatd.log}"
+fi
