@@ -57,7 +57,8 @@ cleanup() {
   set +e
   # Workspaces first (moatd deletes them), then moatd, then the service.
   if [ -n "$mpid" ] && kill -0 "$mpid" 2>/dev/null && [ -s "$work/token" ]; then
-    python3 "$work/bench.py" cleanup 2>/dev/null
+    python3 "$work/bench.py" cleanup 2>/dev/null ||
+      echo "bench: could not delete every workspace (see podman ps -a --filter label=moat.managed=1)" >&2
   fi
   [ -n "$mpid" ] && { kill "$mpid" 2>/dev/null; wait "$mpid" 2>/dev/null; }
   for c in $(podman ps -a --filter name='^bench-ws-' --format '{{.Names}}' 2>/dev/null); do
@@ -73,6 +74,8 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 got=$("$root/scripts/podman-service" "$sock")
@@ -82,7 +85,9 @@ sock=$got
 "$build/moatd" init "$work/data" >/dev/null 2>&1
 port=$(free_port); mport=$(free_port)
 level=info; [ "$PROFILE" = 1 ] && level=debug
-"$build/moatd" --data-dir "$work/data" --listen "127.0.0.1:$port" \
+# Its own session: a ^C reaches the script, whose cleanup then deletes the
+# workspaces through moatd before stopping it.
+setsid "$build/moatd" --data-dir "$work/data" --listen "127.0.0.1:$port" \
   --metrics-listen "127.0.0.1:$mport" --runtime-socket "$sock" \
   --run-dir "$work/run" --reconcile-interval 300ms --log-level "$level" \
   2>"$work/moatd.log" &
@@ -298,10 +303,12 @@ def cleanup():
     for n in names:
         call(c, "DELETE", "/api/v1/workspaces/admin/" + n, tok)
     deadline = now() + 60
-    while names and now() < deadline:
+    while names:
         st, body = call(c, "GET", "/api/v1/workspaces?owner=*", tok)
-        if not body.get("workspaces"):
+        if st == 200 and not body.get("workspaces"):
             break
+        if now() > deadline:
+            sys.exit(1)
         time.sleep(0.2)
 
 
