@@ -2,8 +2,9 @@
  * events.c - per-workspace rings of recent events (events.h).
  *
  * A small list of rings, one per workspace that had an event, each a
- * fixed array of EVENTS_RING serialized events. One mutex guards it all:
- * publishing and reading are short copies.
+ * fixed array of EVENTS_RING serialized events, and a list of watchers
+ * woken on publish. One mutex guards it all: publishing and reading are
+ * short copies.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -33,10 +34,18 @@ struct ev_ring {
 	struct ev_ring *next;
 };
 
+struct ws_events_watch {
+	char ws_id[80];
+	void (*fn)(void *arg);
+	void *arg;
+	struct ws_events_watch *next;
+};
+
 struct ws_events {
 	pthread_mutex_t mu;
 	uint64_t last_id;
 	struct ev_ring *rings;
+	struct ws_events_watch *watchers;
 };
 
 int
@@ -65,6 +74,12 @@ ws_events_free(struct ws_events *e)
 {
 	if (e == NULL)
 		return;
+	while (e->watchers != NULL) {
+		struct ws_events_watch *n = e->watchers->next;
+
+		free(e->watchers);
+		e->watchers = n;
+	}
 	while (e->rings != NULL) {
 		struct ev_ring *n = e->rings->next;
 
@@ -102,6 +117,55 @@ ring_find(struct ws_events *e, const char *ws_id, bool create)
 	return r;
 }
 
+/* Wakes ws_id's watchers. Caller holds the mutex. */
+static void
+notify(struct ws_events *e, const char *ws_id)
+{
+	for (struct ws_events_watch *w = e->watchers; w != NULL; w = w->next)
+		if (strcmp(w->ws_id, ws_id) == 0)
+			w->fn(w->arg);
+}
+
+int
+ws_events_watch(struct ws_events *e, const char *ws_id,
+    void (*fn)(void *arg), void *arg, struct ws_events_watch **out)
+{
+	struct ws_events_watch *w;
+
+	*out = NULL;
+	if (strlen(ws_id) >= sizeof(w->ws_id))
+		return MOAT_ERR_INVAL;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return MOAT_ERR_NOMEM;
+	memcpy(w->ws_id, ws_id, strlen(ws_id) + 1);
+	w->fn = fn;
+	w->arg = arg;
+	pthread_mutex_lock(&e->mu);
+	w->next = e->watchers;
+	e->watchers = w;
+	pthread_mutex_unlock(&e->mu);
+	*out = w;
+	return 0;
+}
+
+void
+ws_events_unwatch(struct ws_events *e, struct ws_events_watch *w)
+{
+	struct ws_events_watch **pp;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&e->mu);
+	for (pp = &e->watchers; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->mu);
+	free(w);
+}
+
 void
 ws_events_publish(struct ws_events *e, const char *ws_id, const char *type,
     json_t *data)
@@ -134,6 +198,7 @@ ws_events_publish(struct ws_events *e, const char *ws_id, const char *type,
 	r->head = (r->head + 1) % EVENTS_RING;
 	if (r->count < EVENTS_RING)
 		r->count++;
+	notify(e, ws_id);
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -146,6 +211,7 @@ ws_events_close(struct ws_events *e, const char *ws_id)
 	if ((r = ring_find(e, ws_id, true)) != NULL && !r->closed) {
 		r->closed = true;
 		r->closed_at = time(NULL);
+		notify(e, ws_id);
 	}
 	pthread_mutex_unlock(&e->mu);
 }

@@ -9,7 +9,8 @@
  * EVENTS_RING). Text that came from a workspace or a registry is passed
  * through events_clean() first: no control characters reach a terminal.
  *
- * Thread-safe: the reconciler publishes, loop threads read.
+ * Thread-safe: the reconciler publishes, loop threads read (woken by a
+ * watcher as soon as something is published).
  */
 #ifndef MOATD_EVENTS_H
 #define MOATD_EVENTS_H
@@ -47,6 +48,21 @@ void ws_events_close(struct ws_events *e, const char *ws_id);
  */
 int ws_events_read(struct ws_events *e, const char *ws_id, uint64_t since,
     size_t max, json_t **out, bool *closed) MOAT_MUST_CHECK;
+
+/*
+ * Watchers: fn(arg) is called, with the events' mutex held, each time an
+ * event is published for ws_id (or the workspace is closed), so a reader
+ * can wake up at once instead of polling. fn must be short and must not
+ * call back into ws_events (event_active() on a libevent event with
+ * threading enabled is the intended use). After ws_events_unwatch returns,
+ * fn is not running and will not be called again for that handle.
+ */
+struct ws_events_watch;
+int ws_events_watch(struct ws_events *e, const char *ws_id,
+    void (*fn)(void *arg), void *arg, struct ws_events_watch **out)
+    MOAT_MUST_CHECK;
+/* NULL is fine. */
+void ws_events_unwatch(struct ws_events *e, struct ws_events_watch *w);
 
 /* Untrusted text for an event: text_clean() (textclean.h). */
 #define events_clean text_clean

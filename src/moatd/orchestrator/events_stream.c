@@ -1,7 +1,10 @@
 /*
  * events_stream.c - Server-Sent Events for one workspace (orch.h,
- * orch_events_stream): a connection on an event loop that polls the
- * workspace's event ring (events.h) every 200 ms and writes what is new as
+ * orch_events_stream): a connection on an event loop that reads the
+ * workspace's event ring (events.h) when woken by a publish (a watcher
+ * activates the stream's wake event from the publishing thread; libevent
+ * runs with pthreads locking, loop.c) and, as a fallback, every 200 ms,
+ * and writes what is new as
  *   id: N / event: TYPE / data: JSON
  * frames, with a comment line every 15 s so proxies keep it open. The
  * stream ends after the workspace's "deleted" event, when the client goes
@@ -32,6 +35,8 @@ struct sse {
 	bool closing;
 	struct bufferevent *bev;
 	struct event *timer;
+	struct event *wake;		/* activated by the watcher */
+	struct ws_events_watch *watch;
 };
 
 static void
@@ -39,6 +44,10 @@ sse_free(struct sse *s)
 {
 	if (s == NULL)
 		return;
+	/* First, so the publishing thread no longer touches s->wake. */
+	ws_events_unwatch(s->events, s->watch);
+	if (s->wake != NULL)
+		event_free(s->wake);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->bev != NULL)
@@ -72,17 +81,25 @@ sse_on_event(struct bufferevent *bev, short what, void *arg)
 	sse_free(arg);
 }
 
+/* Runs on the publishing thread, under the events' mutex. */
 static void
-sse_poll(evutil_socket_t fd, short what, void *arg)
+sse_wake(void *arg)
 {
 	struct sse *s = arg;
+
+	event_active(s->wake, EV_TIMEOUT, 0);
+}
+
+/* Writes what is new; tick: called by the timer (counts towards the
+ * keep-alive comment). */
+static void
+sse_send(struct sse *s, bool tick)
+{
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	json_t *list = NULL, *e;
 	bool closed = false;
 	size_t i;
 
-	(void)fd;
-	(void)what;
 	if (s->closing)
 		return;
 	if (evbuffer_get_length(out) > MAX_PENDING) {
@@ -101,7 +118,7 @@ sse_poll(evutil_socket_t fd, short what, void *arg)
 		    "id"));
 	}
 	json_decref(list);
-	if (++s->polls % PING_EVERY == 0)
+	if (tick && ++s->polls % PING_EVERY == 0)
 		evbuffer_add_printf(out, ": keep-alive\n\n");
 	if (closed) {
 		s->closing = true;
@@ -109,6 +126,22 @@ sse_poll(evutil_socket_t fd, short what, void *arg)
 		if (evbuffer_get_length(out) == 0)
 			sse_free(s);
 	}
+}
+
+static void
+sse_poll(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sse_send(arg, true);
+}
+
+static void
+sse_woken(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sse_send(arg, false);
 }
 
 void
@@ -130,9 +163,11 @@ orch_events_stream(struct orch *o, const char *ws_id, uint64_t since,
 	bufferevent_setcb(bev, sse_on_read, sse_on_write, sse_on_event, s);
 	if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0 ||
 	    (s->timer = event_new(base, -1, EV_PERSIST, sse_poll, s)) == NULL ||
-	    event_add(s->timer, &tv) != 0) {
+	    (s->wake = event_new(base, -1, 0, sse_woken, s)) == NULL ||
+	    event_add(s->timer, &tv) != 0 ||
+	    ws_events_watch(s->events, s->ws_id, sse_wake, s, &s->watch) != 0) {
 		sse_free(s);
 		return;
 	}
-	sse_poll(-1, 0, s);
+	sse_send(s, false);
 }

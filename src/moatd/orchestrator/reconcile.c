@@ -580,7 +580,9 @@ forward_output(struct orch *o, json_t *doc, const char *agent_dir)
 	if (off != (uint64_t)json_get_int(obs, "log_offset", 0)) {
 		json_object_set_new(obs, "log_offset", json_integer(
 		    (json_int_t)off));
-		(void)orch__save(o, doc);
+		if (orch__save(o, doc) != 0)
+			log_debug(C, "log offset not saved (the next pass "
+			    "forwards again)", LF_STR("workspace", ws_id(doc)));
 	}
 out:
 	free(buf);
@@ -652,7 +654,10 @@ release_lease(struct orch *o, json_t *doc)
 	if (json_object_get(doc, "lease") == NULL)
 		return;
 	json_object_del(doc, "lease");
-	(void)orch__save(o, doc);
+	/* A lease left behind expires by itself (ORCH_LEASE_S). */
+	if (orch__save(o, doc) != 0)
+		log_debug(C, "lease not released", LF_STR("workspace",
+		    ws_id(doc)));
 }
 
 static void
@@ -686,10 +691,11 @@ reconcile_one(struct orch *o, json_t *doc, bool size_check)
 			goto out;
 		(void)step_start(o, doc);
 	} else if (str_is(desired, "stopped")) {
-		if (str_is(state, "failed"))
-			(void)orch__set_state(o, doc, "stopped",
-			    json_get_str(doc, "reason"));
-		else
+		if (str_is(state, "failed")) {
+			if (orch__set_state(o, doc, "stopped",
+			    json_get_str(doc, "reason")) != 0)
+				goto out;	/* the next pass tries again */
+		} else
 			(void)step_stop(o, doc, "stopped");
 	}
 out:

@@ -219,7 +219,10 @@ orch__run_prepare(struct orch *o, const json_t *doc, bool sudo, char *err,
 	size_t hklen = 0;
 	int dirfd = -1, r;
 
-	snprintf(path, sizeof(path), "%s/ws", o->run_dir);
+	if (snprintf(path, sizeof(path), "%s/ws", o->run_dir) >=
+	    (int)sizeof(path))
+		return moat_fail(MOAT_ERR_TOOBIG, err, errlen, "the run directory "
+		    "path is too long");
 	if ((r = mkdir_mode(o->run_dir, 0711)) != 0 ||
 	    (r = mkdir_mode(path, 0711)) != 0 ||
 	    (r = orch__ws_dir(o, id, NULL, path, sizeof(path))) != 0 ||
@@ -320,7 +323,9 @@ orch__run_list(struct orch *o, char ***ids, size_t *n)
 
 	*ids = NULL;
 	*n = 0;
-	snprintf(path, sizeof(path), "%s/ws", o->run_dir);
+	if (snprintf(path, sizeof(path), "%s/ws", o->run_dir) >=
+	    (int)sizeof(path))
+		return MOAT_ERR_TOOBIG;
 	if ((d = opendir(path)) == NULL)
 		return errno == ENOENT ? 0 : moat_err_from_errno(errno);
 	while ((de = readdir(d)) != NULL) {

@@ -113,7 +113,9 @@ start_workspaces(struct app *app)
 		self[n] = '\0';
 		if ((slash = strrchr(self, '/')) != NULL)
 			*slash = '\0';
-		snprintf(agent, sizeof(agent), "%s/moat-agent", self);
+		if (snprintf(agent, sizeof(agent), "%s/moat-agent", self) >=
+		    (int)sizeof(agent))
+			snprintf(agent, sizeof(agent), "moat-agent");
 	} else {
 		snprintf(agent, sizeof(agent), "moat-agent");
 	}
