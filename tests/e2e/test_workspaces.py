@@ -222,6 +222,15 @@ def test_lifecycle_home_persists_and_delete_removes_everything(env):
 
     img = env.volume_image(wid)
     assert img.exists()
+    db = sqlite3.connect(env.m.data_dir / "moatd.db")
+    body = json.loads(db.execute(
+        "select body from docs where coll = 'workspaces' and id = ?",
+        (wid,)).fetchone()[0])
+    db.close()
+    sealed = body["sealed"]
+    assert set(sealed) == {"access_key", "host_key", "volume_key"}
+    assert all(v.startswith("v1.") for v in sealed.values())
+    assert "PRIVATE KEY" not in json.dumps(body)
     assert env.action(tok, owner, "lab", "delete").status == 202
     env.wait_state(tok, owner, "lab", "gone")
     assert container_of(wid) not in containers_labelled()
@@ -231,12 +240,17 @@ def test_lifecycle_home_persists_and_delete_removes_everything(env):
     losetup = subprocess.run(["losetup", "-a"], capture_output=True,
                              text=True).stdout
     assert wid not in losetup
-    # The keys went with the record (crypto-shredding).
+    # The keys went with the record, and no copy of the wrapped keys stays
+    # in the database files (crypto-shredding).
     db = sqlite3.connect(env.m.data_dir / "moatd.db")
     rows = db.execute("select count(*) from docs where id = ?",
-                      (wid,)).fetchone() if _has_docs_table(db) else (0,)
+                      (wid,)).fetchone()
     db.close()
     assert rows[0] == 0
+    for f in env.m.data_dir.glob("moatd.db*"):
+        data = f.read_bytes()
+        for v in sealed.values():
+            assert v.split(".")[2].encode() not in data, f.name
     types = [e["type"] for e in env.m.audit_events()
              if e.get("workspace") == wid or
              (e.get("target") or {}).get("id") == wid]
@@ -244,12 +258,6 @@ def test_lifecycle_home_persists_and_delete_removes_everything(env):
               "workspace.stopped", "workspace.start", "workspace.restart",
               "workspace.delete", "workspace.deleted"):
         assert t in types, (t, types)
-
-
-def _has_docs_table(db):
-    names = [r[0] for r in db.execute(
-        "select name from sqlite_master where type='table'")]
-    return "docs" in names
 
 
 def test_events_stream_states_and_clean_startup_output(env):
@@ -294,6 +302,9 @@ def test_events_stream_states_and_clean_startup_output(env):
     assert st.status == 200, st.text
     j = st.json()
     assert j["memory_bytes"] > 0 and j["disk_total"] > 0
+    # The template's limits (2 GiB memory, 4 GiB home) are in force.
+    assert j["memory_limit"] == 2048 * MIB
+    assert 3500 * MIB < j["disk_total"] <= 4096 * MIB
     assert env.action(tok, owner, "talk", "delete").status == 202
 
 
