@@ -504,6 +504,9 @@ cli_http_stream(const char *base_url, struct cli_trust *trust,
 			break;
 		}
 	}
+	if (st->status == 0)
+		curl_easy_getinfo(x.h, CURLINFO_RESPONSE_CODE, &st->status);
+	rep->status = st->status;
 	if (st->stopped) {
 		r = 0;		/* a callback ended it */
 		goto out;
@@ -517,9 +520,6 @@ cli_http_stream(const char *base_url, struct cli_trust *trust,
 			    STREAM_ERRBODY_MAX);
 		goto out;
 	}
-	if (st->status == 0)
-		curl_easy_getinfo(x.h, CURLINFO_RESPONSE_CODE, &st->status);
-	rep->status = st->status;
 	if (x.errbody.len > 0 &&
 	    (rep->body = buf_steal(&x.errbody, &rep->len)) == NULL) {
 		snprintf(err, errlen, "out of memory");
