@@ -32,8 +32,11 @@ struct run {
 static void
 check_lines(const struct buf *b)
 {
-	const char *p = (const char *)b->data, *end = p + b->len;
+	const char *p = (const char *)b->data, *end;
 
+	if (b->len == 0)
+		return;
+	end = p + b->len;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 
