@@ -6,8 +6,8 @@ started with --runtime-socket and --run-dir).
 Covers: template create (every option, a startup script from a file) /
 list (table and --json) / show / delete (refused without a terminal unless
 --yes); ws create --wait reaching running, list, show (NAME and
-OWNER/NAME, --json), logs holding the startup script's output without
-escape sequences, stats, an `ws events` process started before the changes
+OWNER/NAME, --json), logs (and logs --follow) holding the startup script's
+output without escape sequences, stats, an `ws events` process started before the changes
 that prints the state lines of the whole life and exits by itself once the
 workspace is deleted; stop --wait, start --wait, restart --wait (which
 waits for a real restart), delete --wait reaching gone; a template whose
@@ -98,11 +98,12 @@ def no_controls(text):
 
 
 class Events:
-    """`moat ws events` running in the background, its lines collected."""
+    """`moat ws events` (or another moat command) running in the
+    background, its lines collected."""
 
-    def __init__(self, cli, ref):
+    def __init__(self, cli, ref, args=("ws", "events")):
         self.proc = subprocess.Popen(
-            [str(cli.exe), "ws", "events", ref], stdout=subprocess.PIPE,
+            [str(cli.exe), *args, ref], stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=cli.env(),
             start_new_session=True)
         self.lines: list[str] = []
@@ -243,6 +244,14 @@ def test_workspace_life(env, moat_bin):
         assert "redALERT bell done" in text and no_controls(text)
         # Output lines carry the agent's time and source.
         ev.wait_for(f"startup: hello-42 from {owner}\n")
+        # logs --follow keeps polling: it prints output and stays.
+        follow = Events(cli, "lab", args=("ws", "logs", "--follow"))
+        try:
+            follow.wait_for("startup: redALERT bell done\n")
+            assert follow.proc.poll() is None
+            assert no_controls(follow.text())
+        finally:
+            follow.kill()
 
         st = cli.run("ws", "stats", "lab", check=0).stdout
         assert re.search(r"^memory:\s+[0-9.]+ [KMG]i?B", st, re.M), st
