@@ -57,6 +57,10 @@ ws_events_new(struct ws_events **out)
 	if (e == NULL)
 		return MOAT_ERR_NOMEM;
 	pthread_mutex_init(&e->mu, NULL);
+	/* Ids start at this start's wall-clock microseconds, so a client that
+	 * resumes with Last-Event-ID after moatd restarted still gets every
+	 * new event (ids stay below 2^53: exact in JSON). */
+	e->last_id = (uint64_t)time(NULL) * 1000000u;
 	*out = e;
 	return 0;
 }

@@ -565,10 +565,13 @@ orch_set_desired(struct orch *o, const char *ws_id, const char *what,
 	    attempt++) {
 		json_t *doc = NULL;
 		const char *state;
+		char state_before[16];
 
 		if ((r = store_get(st, COLL_WORKSPACES, ws_id, &doc)) != 0)
 			return r;
 		state = json_get_str(doc, "state");
+		snprintf(state_before, sizeof(state_before), "%s",
+		    state != NULL ? state : "");
 		if (strcmp(json_get_str(doc, "desired"), "deleted") == 0 &&
 		    strcmp(what, "deleted") != 0) {
 			json_decref(doc);
@@ -591,6 +594,10 @@ orch_set_desired(struct orch *o, const char *ws_id, const char *what,
 			json_object_set_new(doc, "reason", json_string(""));
 		}
 		r = store_update(st, COLL_WORKSPACES, doc);
+		if (r == 0 && strcmp(json_get_str(doc, "state"), state_before) != 0)
+			ws_events_publish(o->events, ws_id, "state",
+			    json_pack("{s:s,s:s}", "state",
+			    json_get_str(doc, "state"), "reason", ""));
 		if (r == 0 && out != NULL)
 			*out = json_incref(doc);
 		json_decref(doc);
