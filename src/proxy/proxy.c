@@ -553,6 +553,12 @@ set_str(json_t *o, const char *k, const char *v)
 		json_object_set_new(o, k, json_string(v));
 }
 
+void
+proxy_set_ident_arg(struct proxy *p, void *arg)
+{
+	p->o.ident_arg = arg;
+}
+
 int
 proxy_emit(struct proxy *p, json_t *ev)
 {

@@ -114,6 +114,9 @@ void proxy_set_policy(struct proxy *p, json_t *policy);
 int proxy_load_policy_file(const char *path, json_t **out, char *err,
     size_t errlen) MOAT_MUST_CHECK;
 
+/* Sets proxy_opts.ident_arg (before serving). */
+void proxy_set_ident_arg(struct proxy *p, void *arg);
+
 /* Emits an audit event through the configured sink (takes ev). 0 when
  * there is no sink. */
 int proxy_emit(struct proxy *p, json_t *ev) MOAT_MUST_CHECK;
