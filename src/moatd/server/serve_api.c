@@ -90,6 +90,7 @@ start_workspaces(struct app *app)
 	struct orch_options opt;
 	struct driver *drv = NULL;
 	char run_dir[PATH_MAX], agent[PATH_MAX], self[PATH_MAX], err[512] = "";
+	char sdir[PATH_MAX], eca[PATH_MAX], ecert[PATH_MAX], ekey[PATH_MAX];
 	const char *v;
 	ssize_t n;
 	int r;
@@ -129,6 +130,21 @@ start_workspaces(struct app *app)
 	    "max-workspaces-per-user");
 	opt.max_running_per_user = (unsigned)config_int(app->cfg,
 	    "max-running-per-user");
+	/* The control link to moat-proxy (issue 6). */
+	if ((v = config_str(app->cfg, "secrets-dir")) != NULL && v[0] != '\0')
+		snprintf(sdir, sizeof(sdir), "%s", v);
+	else
+		snprintf(sdir, sizeof(sdir), "%s/secrets", app->data_dir);
+	snprintf(eca, sizeof(eca), "%s/ca.crt", sdir);
+	snprintf(ecert, sizeof(ecert), "%s/moatd-client.crt", sdir);
+	snprintf(ekey, sizeof(ekey), "%s/moatd-client.key", sdir);
+	opt.egress_url = config_str(app->cfg, "egress-proxy");
+	opt.egress_name = config_str(app->cfg, "egress-proxy-name");
+	opt.egress_ca = eca;
+	opt.egress_cert = ecert;
+	opt.egress_key = ekey;
+	opt.egress_interval_ms = (unsigned)config_int(app->cfg,
+	    "egress-sync-interval");
 	if ((r = orch_new(&app->orch, app, drv, &opt, err, sizeof(err))) != 0) {
 		log_error(COMPONENT, "cannot start the workspaces",
 		    LF_STR("error", err));
