@@ -81,6 +81,7 @@ struct control {
 	char digest[65];		/* control base only */
 	size_t rr;
 	struct event *check_ev;
+	bool stopping;			/* control base only */
 };
 
 struct handoff {
@@ -729,7 +730,7 @@ control_apply(struct control *c, const json_t *doc, json_t **answer,
 		pthread_mutex_lock(&c->mu);
 		ws_update(w, j, pols);
 		pthread_mutex_unlock(&c->mu);
-		if (remake || !sock_intact(w))
+		if (!c->stopping && (remake || !sock_intact(w)))
 			(void)sock_make(c, w);
 		if (w->lev == NULL)
 			json_array_append_new(errors, json_pack("{s:s,s:s}", "id",
@@ -973,6 +974,18 @@ control_new(struct control **out, const struct control_opts *o)
 fail:
 	control_free(c);
 	return MOAT_ERR_NOMEM;
+}
+
+void
+control_shutdown(struct control *c)
+{
+	if (c == NULL)
+		return;
+	c->stopping = true;
+	if (c->check_ev != NULL)
+		event_del(c->check_ev);
+	for (size_t i = 0; i < c->nws; i++)
+		sock_close(c->ws[i]);
 }
 
 void

@@ -93,6 +93,11 @@ int control_apply(struct control *c, const json_t *doc, json_t **answer,
 int control_check_state(const json_t *doc, char *err, size_t errlen)
     MOAT_MUST_CHECK;
 
+/* Shutdown begins (on the control base): stops accepting on the
+ * workspace sockets, removes their files and stops the periodic check.
+ * Requests in flight finish; the table stays until control_free. */
+void control_shutdown(struct control *c);
+
 /* Closes every workspace socket and removes its file (when it is still the
  * one this process made). After the loops stopped, or on the control base.
  * Then frees. NULL is fine. */

@@ -289,6 +289,7 @@ on_shutdown(void *arg)
 		http_server_shutdown(a->msrv);
 	if (a->csrv != NULL)
 		http_server_shutdown(a->csrv);
+	control_shutdown(a->ctl);
 	proxy_shutdown(a->proxy);
 }
 
