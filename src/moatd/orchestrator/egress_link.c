@@ -507,7 +507,7 @@ egress_link_start(struct egress_link *l)
 	if (pthread_create(&l->thread, NULL, link_thread, l) != 0)
 		return MOAT_ERR_IO;
 	l->started = true;
-	log_info(C, "pushing workspaces to moat-proxy", LF_STR("url",
+	log_info(C, "pushing workspaces to moat-proxy", LF_STR("connect_to",
 	    l->connect_to), LF_STR("name", l->name));
 	return 0;
 }
