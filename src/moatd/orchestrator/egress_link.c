@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -140,6 +141,7 @@ egress_link_build(struct app *app, const char *run_dir, json_t **out)
 		    "egress_policy");
 		const char *opol;
 		char dir[PATH_MAX];
+		struct stat st;
 		json_t *w;
 
 		if (state == NULL || id == NULL || (strcmp(state, "running") != 0 &&
@@ -149,6 +151,10 @@ egress_link_build(struct app *app, const char *run_dir, json_t **out)
 			org = app->default_org != NULL ? app->default_org : "default";
 		if (snprintf(dir, sizeof(dir), "%s/ws/%s/ro", run_dir, id) >=
 		    (int)sizeof(dir))
+			continue;
+		/* A starting workspace before its run directory exists: the
+		 * next pass (which kicks the link) brings it. */
+		if (strcmp(state, "starting") == 0 && stat(dir, &st) != 0)
 			continue;
 		if ((opol = org_policy(app, orgs, org)) == NULL)
 			goto out;
