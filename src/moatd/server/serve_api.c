@@ -135,9 +135,14 @@ start_workspaces(struct app *app)
 		snprintf(sdir, sizeof(sdir), "%s", v);
 	else
 		snprintf(sdir, sizeof(sdir), "%s/secrets", app->data_dir);
-	snprintf(eca, sizeof(eca), "%s/ca.crt", sdir);
-	snprintf(ecert, sizeof(ecert), "%s/moatd-client.crt", sdir);
-	snprintf(ekey, sizeof(ekey), "%s/moatd-client.key", sdir);
+	if (snprintf(eca, sizeof(eca), "%s/ca.crt", sdir) >= (int)sizeof(eca) ||
+	    snprintf(ecert, sizeof(ecert), "%s/moatd-client.crt", sdir) >=
+	    (int)sizeof(ecert) ||
+	    snprintf(ekey, sizeof(ekey), "%s/moatd-client.key", sdir) >=
+	    (int)sizeof(ekey)) {
+		drv->ops->free(drv);
+		return MOAT_ERR_TOOBIG;
+	}
 	opt.egress_url = config_str(app->cfg, "egress-proxy");
 	opt.egress_name = config_str(app->cfg, "egress-proxy-name");
 	opt.egress_ca = eca;
