@@ -444,6 +444,8 @@ http__conn_free(struct http_conn *c)
 	buf_free(&c->pp);
 	if (c->counted)
 		atomic_fetch_sub(&c->srv->open_conns, 1);
+	if (c->on_close != NULL)
+		c->on_close(c->conn_arg);
 	free(c);
 }
 
@@ -734,35 +736,32 @@ proxy_cb(evutil_socket_t fd, short what, void *arg)
 	conn_start(c);
 }
 
-static void
-accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+static struct http_base_ctx *ctx_get(struct http_server *srv,
+    struct event_base *base);
+
+/* A new connection on listener l (its base's thread): counted against
+ * max_conns, timers armed; peer is the client address as shown. NULL (fd
+ * closed) when refused or out of memory. */
+static struct http_conn *
+conn_new(struct http_listener *l, evutil_socket_t fd, const char *peer)
 {
-	struct http_listener *l = arg;
 	struct http_server *srv = l->srv;
-	struct sockaddr_storage peer;
 	struct http_conn *c = NULL;
-	int one = 1;
 
 	if (atomic_load(&srv->shutting_down)) {
 		close(fd);
-		return;
+		return NULL;
 	}
 	if (atomic_fetch_add(&srv->open_conns, 1) >= srv->lim.max_conns) {
 		atomic_fetch_sub(&srv->open_conns, 1);
 		close(fd);
 		log_debug("http", "connection refused: max_conns reached");
-		return;
+		return NULL;
 	}
-	memset(&peer, 0, sizeof(peer));
-	if (salen > 0 && (size_t)salen <= sizeof(peer))
-		memcpy(&peer, sa, (size_t)salen);
-	addr_normalize(&peer);
-
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		atomic_fetch_sub(&srv->open_conns, 1);
 		close(fd);
-		return;
+		return NULL;
 	}
 	c->counted = true;
 	c->srv = srv;
@@ -779,15 +778,38 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		goto fail;
 	c->req->conn = c;
 	c->req->base = c->base;
-	addr_format(&peer, c->req->peer, sizeof(c->req->peer));
+	snprintf(c->req->peer, sizeof(c->req->peer), "%s", peer);
 	memcpy(c->req->conn_client, c->req->peer, sizeof(c->req->peer));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-
 	c->timer = evtimer_new(c->base, timer_cb, c);
 	c->resume_ev = event_new(c->base, -1, 0, resume_cb, c);
 	if (c->timer == NULL || c->resume_ev == NULL)
 		goto fail;
 	http__conn_arm(c, HTTP_TIMER_HEADER);
+	return c;
+fail:
+	http__conn_free(c);
+	return NULL;
+}
+
+static void
+accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct http_listener *l = arg;
+	struct sockaddr_storage peer;
+	struct http_conn *c;
+	char text[HTTP_ADDR_MAX];
+	int one = 1;
+
+	(void)lev;
+	memset(&peer, 0, sizeof(peer));
+	if (salen > 0 && (size_t)salen <= sizeof(peer))
+		memcpy(&peer, sa, (size_t)salen);
+	addr_normalize(&peer);
+	addr_format(&peer, text, sizeof(text));
+	if ((c = conn_new(l, fd, text)) == NULL)
+		return;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	if (l->proxy_from != NULL) {
 		if (!cidr_match(l->proxy_from, l->nproxy, &peer)) {
@@ -805,6 +827,65 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	return;
 fail:
 	http__conn_free(c);
+}
+
+int
+http_server_attach(struct http_server *srv, struct event_base *base)
+{
+	struct http_base_ctx *ctx;
+	struct http_listener *l;
+
+	if (srv == NULL || base == NULL)
+		return MOAT_ERR_INVAL;
+	if ((ctx = ctx_get(srv, base)) == NULL)
+		return MOAT_ERR_NOMEM;
+	if (ctx->adopt != NULL)
+		return 0;
+	if ((l = calloc(1, sizeof(*l))) == NULL ||
+	    (l->addr = strdup("adopted")) == NULL) {
+		free(l);
+		return MOAT_ERR_NOMEM;
+	}
+	l->srv = srv;
+	l->ctx = ctx;
+	ctx->adopt = l;
+	return 0;
+}
+
+int
+http_server_adopt(struct http_server *srv, struct event_base *base, int fd,
+    const struct http_adopt_opts *o)
+{
+	struct http_base_ctx *ctx;
+	struct http_conn *c;
+
+	for (ctx = srv->ctxs; ctx != NULL; ctx = ctx->next)
+		if (ctx->base == base)
+			break;
+	if (ctx == NULL || ctx->adopt == NULL) {
+		close(fd);
+		return MOAT_ERR_INVAL;
+	}
+	if (evutil_make_socket_nonblocking(fd) != 0) {
+		close(fd);
+		return MOAT_ERR_IO;
+	}
+	if ((c = conn_new(ctx->adopt, fd, o != NULL && o->client != NULL ?
+	    o->client : "local")) == NULL)
+		return atomic_load(&srv->shutting_down) ? MOAT_ERR_CLOSED :
+		    MOAT_ERR_AGAIN;
+	if (o != NULL) {
+		c->conn_arg = o->conn_arg;
+		c->on_close = o->on_close;
+	}
+	conn_start(c);
+	return 0;
+}
+
+void *
+http_req_conn_arg(const struct http_request *req)
+{
+	return req != NULL && req->conn != NULL ? req->conn->conn_arg : NULL;
 }
 
 static void
@@ -1062,6 +1143,7 @@ http_server_free(struct http_server *srv)
 		cnext = ctx->next;
 		while (!TAILQ_EMPTY(&ctx->conns))
 			http__conn_free(TAILQ_FIRST(&ctx->conns));
+		listener_free(ctx->adopt);
 		free(ctx);
 	}
 	for (l = srv->listeners; l != NULL; l = lnext) {

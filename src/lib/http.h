@@ -117,6 +117,35 @@ int http_server_listen(struct http_server *srv, struct event_base *base,
 /* The port a listener bound to (the first one on that address), for ":0". */
 int http_server_bound_port(const struct http_server *srv, int index);
 
+/* --- Adopted connections: stream sockets the caller accepted itself (a
+ * unix socket whose peer it checked with SO_PEERCRED, say) served like
+ * those of a listener, in plain HTTP. --- */
+
+struct http_adopt_opts {
+	const char *client;		/* shown as the client address (and
+					 * the peer); copied, at most 63 bytes */
+	void *conn_arg;			/* read back by http_req_conn_arg() */
+	/* Called once, on base's thread, when the core lets go of the
+	 * connection (closed, or taken by http_req_take_conn). */
+	void (*on_close)(void *conn_arg);
+};
+
+/* Prepares base for adopted connections. Before serving, like listen. */
+int http_server_attach(struct http_server *srv, struct event_base *base)
+    MOAT_MUST_CHECK;
+
+/* Serves fd (connected; made non-blocking here) on base as if a listener
+ * had accepted it. Call on base's thread. Takes fd: on failure it is
+ * closed and on_close is not called (MOAT_ERR_AGAIN at max_conns,
+ * MOAT_ERR_CLOSED after shutdown, MOAT_ERR_INVAL when base was not
+ * attached). */
+int http_server_adopt(struct http_server *srv, struct event_base *base,
+    int fd, const struct http_adopt_opts *o) MOAT_MUST_CHECK;
+
+/* The conn_arg of an adopted connection's request, or NULL (listener
+ * connections, or a connection already closed). */
+void *http_req_conn_arg(const struct http_request *req);
+
 /* Stops accepting new connections; open connections finish their current
  * request and close. Safe to call on any thread once. */
 void http_server_shutdown(struct http_server *srv);

@@ -71,6 +71,8 @@ struct http_base_ctx {
 	const struct timeval *tv_header, *tv_body, *tv_idle;
 	struct timeval tv_write;
 	TAILQ_HEAD(http_conn_list, http_conn) conns;
+	struct http_listener *adopt;	/* pseudo-listener of adopted
+					 * connections (http_server_attach) */
 };
 
 struct http_listener {
@@ -202,6 +204,8 @@ struct http_conn {
 	bool first;			/* no request finished yet */
 	bool counted;			/* included in srv->open_conns */
 	size_t linger_bytes;
+	void *conn_arg;			/* adopted: http_req_conn_arg() */
+	void (*on_close)(void *conn_arg);	/* adopted: at free */
 };
 
 static inline const char *

@@ -1,17 +1,32 @@
 /*
- * main.c - the moat-proxy binary, standalone mode:
+ * main.c - the moat-proxy binary, in one of two modes:
  *
  *   moat-proxy --policy FILE --listen 127.0.0.1:3128 [options]
  *
- * Every client of the TCP listener gets the policy in FILE (YAML or JSON),
- * reloaded within a second when the file changes (a bad new version keeps
- * the old one and logs an error). Options come from the config_key table
- * below (also --config FILE and MOAT_* variables; --help lists them).
+ * Standalone: every client of the TCP listener gets the policy in FILE
+ * (YAML or JSON), reloaded within a second when the file changes (a bad new
+ * version keeps the old one and logs an error).
  *
- * Threads: N event loops share the listener (SO_REUSEPORT), each with its
- * own resolver; one worker thread stats and parses the policy file; the
- * audit writer has its own thread. Start-up order: configuration, policy,
- * audit, proxy, listeners, loops.
+ *   moat-proxy --control-listen 127.0.0.1:3129 --tls-cert F --tls-key F
+ *              --client-ca CA [--control-client-names moatd]
+ *              [--audit-collector SOCK] [options]
+ *
+ * Control mode (control.h): moatd pushes the running workspaces and the
+ * policies over mutual TLS (only a client certificate of CA carrying one of
+ * the control client names is accepted); each workspace gets its own unix
+ * socket in its run directory, which is its identity. No TCP proxy
+ * listener is opened.
+ *
+ * Options come from the config_key table below (also --config FILE and
+ * MOAT_* variables; --help lists them).
+ *
+ * Threads: N event loops share the proxy's connections (the TCP listener
+ * with SO_REUSEPORT, or the workspace sockets' connections handed out
+ * round-robin by loop 0), each with its own resolver; loop 0 also serves
+ * the control endpoint and the workspace sockets; one worker thread stats
+ * and parses the policy file (or checks the TLS files); the audit writer
+ * (or the forwarder to moatd's collector) has its own thread. Start-up
+ * order: configuration, policy, audit, proxy, listeners, loops.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -31,15 +46,32 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "auditfwd.h"
+#include "control.h"
 #include "proxy.h"
+#include "tls.h"
 
 #define COMPONENT "moat-proxy"
 
 static const struct config_key proxy_keys[] = {
 	{ "policy", CFG_STRING, NULL,
-	  "Policy file (YAML or JSON) applied to every client; reloaded when it changes (required).", 0, 0, false },
+	  "Standalone mode: policy file (YAML or JSON) applied to every client; reloaded when it changes.", 0, 0, false },
 	{ "listen", CFG_STRING, "127.0.0.1:3128",
-	  "Address of the proxy's TCP listener.", 0, 0, false },
+	  "Standalone mode: address of the proxy's TCP listener.", 0, 0, false },
+	{ "control-listen", CFG_STRING, NULL,
+	  "Control mode: address of the internal HTTPS endpoint where moatd pushes workspaces and policies (instead of --policy).", 0, 0, false },
+	{ "tls-cert", CFG_STRING, NULL,
+	  "Control mode: the endpoint's certificate chain (PEM), e.g. the moat-proxy certificate of `moatd init`.", 0, 0, false },
+	{ "tls-key", CFG_STRING, NULL,
+	  "Control mode: the endpoint's private key (PEM).", 0, 0, false },
+	{ "client-ca", CFG_STRING, NULL,
+	  "Control mode: CA whose client certificates may connect (the internal CA).", 0, 0, false },
+	{ "control-client-names", CFG_LIST, "moatd",
+	  "Control mode: client certificate names accepted (subjectAltName DNS or CN); another certificate of the CA is refused.", 0, 0, false },
+	{ "max-conns-per-workspace", CFG_INT, "256",
+	  "Control mode: open connections, and requests or tunnels in flight, each workspace may have.", 1, 1000000, false },
+	{ "audit-collector", CFG_STRING, NULL,
+	  "moatd's audit collector socket: decisions go to moatd's audit chain (instead of --audit-file).", 0, 0, false },
 	{ "resolver", CFG_STRING, NULL,
 	  "DNS server to ask, ADDR:PORT (default: the system's, from /etc/resolv.conf).", 0, 0, false },
 	{ "hosts-file", CFG_STRING, NULL,
@@ -69,7 +101,7 @@ static const struct config_key proxy_keys[] = {
 	{ "max-request-body", CFG_SIZE, "8M",
 	  "Largest plain-HTTP request body forwarded (bodies are buffered).", 0, 1073741824, false },
 	{ "policy-check-interval", CFG_DURATION, "500ms",
-	  "How often the policy file is checked for changes.", 50, 60000, false },
+	  "How often the policy file (control mode: the TLS files) is checked for changes.", 50, 60000, false },
 	{ "shutdown-grace", CFG_DURATION, "5s",
 	  "How long open requests may take to finish at shutdown.", 0, 600000, false },
 };
@@ -77,14 +109,20 @@ static const size_t proxy_nkeys = sizeof(proxy_keys) / sizeof(proxy_keys[0]);
 
 struct app {
 	struct config *cfg;
-	const char *policy_path;
+	const char *policy_path;	/* standalone mode */
+	const char *control_listen;	/* control mode */
 	struct loop_group *loops;
 	struct workpool *workers;
 	struct metrics *metrics;
 	struct audit_writer *audit;
+	struct auditfwd *fwd;		/* --audit-collector */
 	struct proxy *proxy;
 	struct http_server *srv;
 	struct http_server *msrv;
+	struct http_server *csrv;	/* control endpoint */
+	struct tls_server *ctls;
+	struct control *ctl;
+	int tls_result;			/* worker's TLS check result */
 	struct event *policy_timer;
 	/* Policy check: the timer (loop 0) starts a job on the worker; the
 	 * job's fields are touched by one side at a time. */
@@ -115,6 +153,11 @@ policy_check_work(void *arg)
 	struct app *a = arg;
 	struct stat st;
 
+	if (a->ctls != NULL) {
+		a->tls_result = tls_server_reload_if_changed(a->ctls);
+		return;
+	}
+
 	a->job_changed = false;
 	a->job_result = 0;
 	a->job_policy = NULL;
@@ -141,6 +184,16 @@ policy_check_done(void *arg)
 	static bool failing;	/* loop 0 only: log a failure once per version */
 
 	a->check_running = false;
+	if (a->ctls != NULL) {
+		if (a->tls_result == 1)
+			log_info(COMPONENT, "control TLS files reloaded");
+		else if (a->tls_result < 0 && !failing)
+			log_error(COMPONENT, "new control TLS files are unusable; "
+			    "keeping the old ones",
+			    LF_STR("error", moat_strerror(a->tls_result)));
+		failing = a->tls_result < 0;
+		return;
+	}
 	if (!a->job_changed && a->job_result == 0) {
 		failing = false;
 		return;
@@ -158,13 +211,13 @@ policy_check_done(void *arg)
 	proxy_set_policy(a->proxy, a->job_policy);
 	log_info(COMPONENT, "policy reloaded", LF_STR("file", a->policy_path),
 	    LF_STR("policy", json_string_value(json_object_get(a->job_policy, "name"))));
-	if (a->audit != NULL) {
+	{
 		json_t *ev = audit_event_new("egress.policy_reload", "success");
 
 		if (ev != NULL) {
 			json_object_set_new(ev, "details", json_pack("{s:s,s:O}",
 			    "file", a->policy_path, "policy", a->job_policy));
-			if (audit_emit(a->audit, ev) != 0)
+			if (proxy_emit(a->proxy, ev) != 0)
 				log_warn(COMPONENT, "audit event dropped");
 		}
 	}
@@ -203,17 +256,23 @@ observe_refused(const struct http_request *req, const char *route, int status,
 	json_t *ev;
 
 	(void)duration_ns;
-	if (route[0] != '\0' || a->audit == NULL || (status != 400 &&
-	    status != 413 && status != 414 && status != 431))
+	if (route[0] != '\0' || (a->audit == NULL && a->fwd == NULL) ||
+	    (status != 400 && status != 413 && status != 414 && status != 431))
 		return;
 	if ((ev = audit_event_new("egress.deny", "denied")) == NULL)
 		return;
 	json_object_set_new(ev, "actor", json_pack("{s:s}", "addr",
 	    http_req_client_addr(req)));
+	if (a->ctl != NULL && http_req_conn_arg(req) != NULL) {
+		char ws[64];
+
+		control_conn_workspace(http_req_conn_arg(req), ws, sizeof(ws));
+		json_object_set_new(ev, "workspace", json_string(ws));
+	}
 	json_object_set_new(ev, "details", json_pack("{s:s,s:i,s:s}", "reason",
 	    "malformed request refused by the HTTP parser", "status", status,
 	    "method", method != NULL ? method : ""));
-	if (audit_emit(a->audit, ev) != 0)
+	if (proxy_emit(a->proxy, ev) != 0)
 		log_warn(COMPONENT, "could not audit a refused request");
 }
 
@@ -228,6 +287,9 @@ on_shutdown(void *arg)
 	http_server_shutdown(a->srv);
 	if (a->msrv != NULL)
 		http_server_shutdown(a->msrv);
+	if (a->csrv != NULL)
+		http_server_shutdown(a->csrv);
+	control_shutdown(a->ctl);
 	proxy_shutdown(a->proxy);
 }
 
@@ -248,7 +310,9 @@ load_config(struct app *a, int argc, char **argv)
 		return r;
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			printf("usage: moat-proxy --policy FILE [--listen ADDR] [options]\n\n");
+			printf("usage: moat-proxy --policy FILE [--listen ADDR] [options]\n"
+			    "       moat-proxy --control-listen ADDR --tls-cert F "
+			    "--tls-key F --client-ca F [options]\n\n");
 			config_print_help(a->cfg, stdout);
 			return 1;
 		}
@@ -268,9 +332,35 @@ load_config(struct app *a, int argc, char **argv)
 	}
 	log_set_level((enum log_level)lvl);
 	a->policy_path = config_str(a->cfg, "policy");
-	if (a->policy_path == NULL || a->policy_path[0] == '\0') {
-		fprintf(stderr, "moat-proxy: --policy FILE is required\n");
+	if (a->policy_path != NULL && a->policy_path[0] == '\0')
+		a->policy_path = NULL;
+	a->control_listen = config_str(a->cfg, "control-listen");
+	if (a->control_listen != NULL && a->control_listen[0] == '\0')
+		a->control_listen = NULL;
+	if ((a->policy_path == NULL) == (a->control_listen == NULL)) {
+		fprintf(stderr, "moat-proxy: give either --policy FILE "
+		    "(standalone) or --control-listen ADDR (with moatd)\n");
 		return MOAT_ERR_INVAL;
+	}
+	if (a->control_listen != NULL) {
+		static const char *const need[] = { "tls-cert", "tls-key",
+		    "client-ca" };
+
+		for (size_t i = 0; i < 3; i++) {
+			const char *v = config_str(a->cfg, need[i]);
+
+			if (v == NULL || v[0] == '\0') {
+				fprintf(stderr, "moat-proxy: --control-listen "
+				    "needs --%s\n", need[i]);
+				return MOAT_ERR_INVAL;
+			}
+		}
+		if (config_list(a->cfg, "control-client-names") == NULL ||
+		    config_list(a->cfg, "control-client-names")[0] == NULL) {
+			fprintf(stderr, "moat-proxy: --control-client-names "
+			    "may not be empty\n");
+			return MOAT_ERR_INVAL;
+		}
 	}
 	return 0;
 }
@@ -282,8 +372,24 @@ open_audit(struct app *a)
 	const char *file = config_str(a->cfg, "audit-file");
 	const char *key = config_str(a->cfg, "audit-key");
 	const char *fs = config_str(a->cfg, "audit-fsync");
+	const char *coll = config_str(a->cfg, "audit-collector");
 	int r;
 
+	if (coll != NULL && coll[0] != '\0') {
+		if (file != NULL && file[0] != '\0') {
+			fprintf(stderr, "moat-proxy: give --audit-collector or "
+			    "--audit-file, not both\n");
+			return MOAT_ERR_INVAL;
+		}
+		if ((r = auditfwd_new(&a->fwd, coll, 0)) != 0) {
+			fprintf(stderr, "moat-proxy: cannot start the audit "
+			    "forwarder: %s\n", moat_strerror(r));
+			return r;
+		}
+		log_info(COMPONENT, "audit events go to moatd's collector",
+		    LF_STR("path", coll));
+		return 0;
+	}
 	if (file == NULL || file[0] == '\0') {
 		log_warn(COMPONENT, "no --audit-file: decisions are logged but not audited");
 		return 0;
@@ -311,6 +417,77 @@ open_audit(struct app *a)
 		    file, moat_strerror(r));
 		return r;
 	}
+	return 0;
+}
+
+static int
+writer_emit(void *arg, json_t *ev)
+{
+	return audit_emit(arg, ev);
+}
+
+/* Control mode: the workspace table and the mutual-TLS endpoint moatd
+ * pushes it to (loop 0 only, like the workspace sockets). */
+static int
+open_control(struct app *a)
+{
+	struct control_opts co;
+	struct tls_server_opts to;
+	struct http_limits lim;
+	struct http_listener_opts lo;
+	struct event_base *bases[64];
+	int r, n = loop_group_size(a->loops);
+
+	if (n > 64)
+		n = 64;
+	for (int i = 0; i < n; i++)
+		bases[i] = loop_group_base(a->loops, i);
+	memset(&co, 0, sizeof(co));
+	co.proxy_srv = a->srv;
+	co.base = bases[0];
+	co.bases = bases;
+	co.nbases = (size_t)n;
+	co.max_conns = (unsigned)config_int(a->cfg, "max-conns-per-workspace");
+	if (a->fwd != NULL) {
+		co.emit = auditfwd_emit_fn;
+		co.emit_arg = a->fwd;
+	} else if (a->audit != NULL) {
+		co.emit = writer_emit;
+		co.emit_arg = a->audit;
+	}
+	if ((r = control_new(&a->ctl, &co)) != 0)
+		return r;
+	memset(&to, 0, sizeof(to));
+	to.cert_file = config_str(a->cfg, "tls-cert");
+	to.key_file = config_str(a->cfg, "tls-key");
+	to.client_ca_file = config_str(a->cfg, "client-ca");
+	to.peer_names = config_list(a->cfg, "control-client-names");
+	if ((r = tls_server_new(&a->ctls, &to)) != 0) {
+		fprintf(stderr, "moat-proxy: cannot load the control TLS files "
+		    "(see the log): %s\n", moat_strerror(r));
+		return r;
+	}
+	http_limits_default(&lim);
+	lim.max_body = 32 * 1024 * 1024;
+	lim.max_conns = 64;
+	if ((r = http_server_new(&a->csrv, &lim)) != 0)
+		return r;
+	http_server_set_access_log(a->csrv, config_bool(a->cfg, "access-log") ?
+	    "access" : NULL);
+	if ((r = control_routes(a->ctl, a->csrv)) != 0)
+		return r;
+	memset(&lo, 0, sizeof(lo));
+	lo.addr = a->control_listen;
+	lo.tls = a->ctls;
+	if ((r = http_server_listen(a->csrv, bases[0], &lo)) != 0) {
+		fprintf(stderr, "moat-proxy: cannot listen on %s: %s\n",
+		    lo.addr, moat_strerror(r));
+		return r;
+	}
+	log_info(COMPONENT, "control endpoint listening",
+	    LF_STR("addr", a->control_listen),
+	    LF_INT("port", http_server_bound_port(a->csrv, 0)),
+	    LF_INT("threads", n));
 	return 0;
 }
 
@@ -343,15 +520,26 @@ open_servers(struct app *a)
 			    moat_strerror(r));
 			return r;
 		}
+		if (a->control_listen != NULL) {
+			if ((r = http_server_attach(a->srv,
+			    loop_group_base(a->loops, i))) != 0)
+				return r;
+			continue;
+		}
 		if ((r = http_server_listen(a->srv, loop_group_base(a->loops, i), &lo)) != 0) {
 			fprintf(stderr, "moat-proxy: cannot listen on %s: %s\n",
 			    lo.addr, moat_strerror(r));
 			return r;
 		}
 	}
-	log_info(COMPONENT, "listening", LF_STR("addr", lo.addr),
-	    LF_INT("port", http_server_bound_port(a->srv, 0)),
-	    LF_INT("threads", n), LF_STR("policy_file", a->policy_path));
+	if (a->control_listen != NULL) {
+		if ((r = open_control(a)) != 0)
+			return r;
+	} else {
+		log_info(COMPONENT, "listening", LF_STR("addr", lo.addr),
+		    LF_INT("port", http_server_bound_port(a->srv, 0)),
+		    LF_INT("threads", n), LF_STR("policy_file", a->policy_path));
+	}
 	if (mlisten != NULL && mlisten[0] != '\0') {
 		struct http_listener_opts mo;
 
@@ -397,18 +585,22 @@ main(int argc, char **argv)
 		goto out;
 	}
 	err[0] = '\0';
-	if (stat(a.policy_path, &a.last) != 0)
+	if (a.policy_path != NULL && stat(a.policy_path, &a.last) != 0)
 		snprintf(err, sizeof(err), "%s: %s", a.policy_path, strerror(errno));
-	else if (proxy_load_policy_file(a.policy_path, &policy, err, sizeof(err)) != 0 &&
-	    err[0] == '\0')
+	else if (a.policy_path != NULL && proxy_load_policy_file(a.policy_path,
+	    &policy, err, sizeof(err)) != 0 && err[0] == '\0')
 		snprintf(err, sizeof(err), "%s: invalid", a.policy_path);
 	if (err[0] != '\0') {
 		fprintf(stderr, "moat-proxy: cannot load the policy file %s\n", err);
 		code = 2;
 		goto out;
 	}
-	if ((r = metrics_new(&a.metrics)) != 0 || (r = open_audit(&a)) != 0)
+	if ((r = metrics_new(&a.metrics)) != 0)
 		goto out;
+	if ((r = open_audit(&a)) != 0) {
+		code = 2;
+		goto out;
+	}
 	memset(&po, 0, sizeof(po));
 	po.connect_timeout_ms = (unsigned)config_int(a.cfg, "connect-timeout");
 	po.idle_timeout_ms = (unsigned)config_int(a.cfg, "idle-timeout");
@@ -421,10 +613,20 @@ main(int argc, char **argv)
 	if (po.hosts_file != NULL && po.hosts_file[0] == '\0')
 		po.hosts_file = NULL;
 	po.audit = a.audit;
+	if (a.fwd != NULL) {
+		po.emit = auditfwd_emit_fn;
+		po.emit_arg = a.fwd;
+	}
 	po.metrics = a.metrics;
+	if (a.control_listen != NULL) {
+		po.ident_get = control_ident_get;
+		po.ident_put = control_ident_put;
+		/* ident_arg is the control, made in open_control(): set below. */
+	}
 	if ((r = proxy_new(&a.proxy, &po)) != 0)
 		goto out;
-	proxy_set_policy(a.proxy, policy);
+	if (policy != NULL)
+		proxy_set_policy(a.proxy, policy);
 	if ((r = loop_global_init()) != 0 ||
 	    (r = loop_group_new(&a.loops, loop_default_threads(config_int(a.cfg,
 	    "threads")))) != 0 ||
@@ -446,8 +648,13 @@ main(int argc, char **argv)
 		r = MOAT_ERR_NOMEM;
 		goto out;
 	}
-	log_info(COMPONENT, "ready", LF_STR("policy",
-	    json_string_value(json_object_get(policy, "name"))));
+	if (a.ctl != NULL)
+		proxy_set_ident_arg(a.proxy, a.ctl);
+	if (policy != NULL)
+		log_info(COMPONENT, "ready", LF_STR("policy",
+		    json_string_value(json_object_get(policy, "name"))));
+	else
+		log_info(COMPONENT, "ready", LF_STR("mode", "control"));
 	if ((r = loop_group_run(a.loops)) != 0)
 		goto out;
 	code = 0;
@@ -458,10 +665,14 @@ out:
 		event_free(a.policy_timer);
 	workpool_free(a.workers);
 	json_decref(a.job_policy);
+	http_server_free(a.csrv);
+	control_free(a.ctl);		/* sockets closed and removed */
 	proxy_free(a.proxy);
 	http_server_free(a.srv);
 	http_server_free(a.msrv);
 	loop_group_free(a.loops);
+	tls_server_free(a.ctls);
+	auditfwd_free(a.fwd, 2000);
 	audit_writer_close(a.audit);
 	metrics_free(a.metrics);
 	json_decref(policy);

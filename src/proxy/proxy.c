@@ -65,7 +65,10 @@ struct pctx {
 	struct proxy *p;
 	struct proxy_base *pb;
 	struct http_request *req;	/* until answered or taken */
-	json_t *policy;			/* reference */
+	json_t *pols[2];		/* references: the effective policy */
+	size_t npols;
+	struct proxy_ident ident;	/* control mode */
+	bool has_ident;
 	enum pctx_state state;
 	uint64_t id;
 	char method[16];
@@ -494,12 +497,42 @@ count_decision(struct proxy *p, const char *result, const char *reason)
 	metric_add(p->m_decisions, lv, 1);
 }
 
+/* The policy of c named name, else the first. */
+static json_t *
+pol_named(const struct pctx *c, const char *name)
+{
+	for (size_t i = 0; name != NULL && name[0] != '\0' && i < c->npols; i++) {
+		const char *n = json_string_value(json_object_get(c->pols[i],
+		    "name"));
+
+		if (n != NULL && strcmp(n, name) == 0)
+			return c->pols[i];
+	}
+	return c->npols > 0 ? c->pols[0] : NULL;
+}
+
+/* The mode of the deciding policy. */
 static const char *
 policy_mode(const struct pctx *c)
 {
-	json_t *m = json_object_get(c->policy, "mode");
+	json_t *m = json_object_get(pol_named(c, c->d.policy), "mode");
 
 	return json_is_string(m) ? json_string_value(m) : "enforce";
+}
+
+/* True when every policy is in monitor mode (a check outside the rules,
+ * like the TLS server name, is then only recorded). */
+static bool
+all_monitor(const struct pctx *c)
+{
+	for (size_t i = 0; i < c->npols; i++) {
+		const char *m = json_string_value(json_object_get(c->pols[i],
+		    "mode"));
+
+		if (m == NULL || strcmp(m, "monitor") != 0)
+			return false;
+	}
+	return c->npols > 0;
 }
 
 static const char *
@@ -509,7 +542,7 @@ policy_name(const struct pctx *c)
 
 	if (c->d.policy[0] != '\0')
 		return c->d.policy;
-	n = json_object_get(c->policy, "name");
+	n = json_object_get(pol_named(c, NULL), "name");
 	return json_is_string(n) ? json_string_value(n) : "";
 }
 
@@ -520,6 +553,44 @@ set_str(json_t *o, const char *k, const char *v)
 		json_object_set_new(o, k, json_string(v));
 }
 
+void
+proxy_set_ident_arg(struct proxy *p, void *arg)
+{
+	p->o.ident_arg = arg;
+}
+
+int
+proxy_emit(struct proxy *p, json_t *ev)
+{
+	if (p->o.emit != NULL)
+		return p->o.emit(p->o.emit_arg, ev);
+	if (p->o.audit != NULL)
+		return audit_emit(p->o.audit, ev);
+	json_decref(ev);
+	return 0;
+}
+
+static bool
+auditing(const struct proxy *p)
+{
+	return p->o.emit != NULL || p->o.audit != NULL;
+}
+
+/* actor (client address; in control mode the workspace's owner and
+ * organization) and the top-level workspace field. */
+static void
+set_actor(const struct pctx *c, json_t *ev)
+{
+	json_t *actor = json_pack("{s:s}", "addr", c->client);
+
+	if (c->has_ident && actor != NULL) {
+		set_str(actor, "user", c->ident.owner);
+		set_str(actor, "org", c->ident.org);
+		set_str(ev, "workspace", c->ident.workspace);
+	}
+	json_object_set_new(ev, "actor", actor);
+}
+
 /* Emits one decision event. type: "egress.allow" ... Returns the emit
  * result (nonzero: the caller refuses the action). */
 static int
@@ -528,11 +599,11 @@ audit_decision(struct pctx *c, const char *type, const char *outcome,
 {
 	json_t *ev, *target, *details;
 
-	if (c->p->o.audit == NULL)
+	if (!auditing(c->p))
 		return 0;
 	if ((ev = audit_event_new(type, outcome)) == NULL)
 		return MOAT_ERR_NOMEM;
-	json_object_set_new(ev, "actor", json_pack("{s:s}", "addr", c->client));
+	set_actor(c, ev);
 	target = json_object();
 	set_str(target, "host", c->t.host);
 	json_object_set_new(target, "port", json_integer(c->t.port));
@@ -547,8 +618,16 @@ audit_decision(struct pctx *c, const char *type, const char *outcome,
 	set_str(details, "rule", rule);
 	set_str(details, "reason", reason);
 	set_str(details, "sni", sni);
+	if (c->npols > 1) {
+		json_t *names = json_array();
+
+		for (size_t i = 0; names != NULL && i < c->npols; i++)
+			json_array_append(names, json_object_get(c->pols[i],
+			    "name"));
+		json_object_set_new(details, "policies", names);
+	}
 	json_object_set_new(ev, "details", details);
-	return audit_emit(c->p->o.audit, ev);
+	return proxy_emit(c->p, ev);
 }
 
 static void
@@ -556,12 +635,12 @@ audit_close(struct pctx *c, const struct relay_stats *st, const char *error)
 {
 	json_t *ev, *details;
 
-	if (c->p->o.audit == NULL)
+	if (!auditing(c->p))
 		return;
 	if ((ev = audit_event_new("egress.close", error != NULL ? "failure" :
 	    "success")) == NULL)
 		return;
-	json_object_set_new(ev, "actor", json_pack("{s:s}", "addr", c->client));
+	set_actor(c, ev);
 	json_object_set_new(ev, "target", json_pack("{s:s,s:i,s:s}", "host",
 	    c->t.host, "port", (int)c->t.port, "address", c->dst_text));
 	details = json_pack("{s:I,s:s,s:s,s:I,s:I,s:f}", "conn_id",
@@ -572,7 +651,7 @@ audit_close(struct pctx *c, const struct relay_stats *st, const char *error)
 	if (details != NULL)
 		set_str(details, "error", error);
 	json_object_set_new(ev, "details", details);
-	if (audit_emit(c->p->o.audit, ev) != 0)
+	if (proxy_emit(c->p, ev) != 0)
 		log_warn(COMPONENT, "audit event dropped", LF_STR("type", "egress.close"));
 }
 
@@ -593,7 +672,10 @@ ctx_free(struct pctx *c)
 	proxy_target_clear(&c->t);
 	free(c->url);
 	free(c->npath);
-	json_decref(c->policy);
+	for (size_t i = 0; i < c->npols; i++)
+		json_decref(c->pols[i]);
+	if (c->has_ident && c->p->o.ident_put != NULL)
+		c->p->o.ident_put(c->p->o.ident_arg, &c->ident);
 	atomic_fetch_sub(&c->p->active, 1);
 	free(c);
 }
@@ -726,7 +808,7 @@ sni_filter(struct evbuffer *src, struct evbuffer *dst, bool eof, void *arg)
 		snprintf(why, sizeof(why),
 		    "TLS server name %s does not match the CONNECT host %s",
 		    sni, c->t.host);
-	monitor = strcmp(policy_mode(c), "monitor") == 0;
+	monitor = all_monitor(c);
 	count_decision(c->p, monitor ? "monitor" : "deny", "sni_mismatch");
 	if (audit_decision(c, monitor ? "egress.monitor" : "egress.deny",
 	    monitor ? "success" : "denied", "tls server name check", why,
@@ -957,7 +1039,6 @@ static void
 on_resolved(int err, const struct addr *addrs, size_t n, void *arg)
 {
 	struct pctx *c = arg;
-	json_t *pols[1] = { c->policy };
 	const char *lv[1] = { NULL };
 	struct decision d;
 	char hp[PROXY_HOST_MAX + 16];
@@ -984,7 +1065,7 @@ on_resolved(int err, const struct addr *addrs, size_t n, void *arg)
 	}
 	memset(&d, 0, sizeof(d));
 	for (size_t i = 0; i < n; i++) {
-		decide_after_dns(pols, 1, &c->dreq, &addrs[i], &d);
+		decide_after_dns(c->pols, c->npols, &c->dreq, &addrs[i], &d);
 		if (d.verdict == DECIDE_ALLOW) {
 			c->dst = addrs[i];
 			c->monitored = c->monitored || d.monitored;
@@ -1026,7 +1107,7 @@ handle_proxy(struct http_request *req, void *arg)
 	struct proxy *p = arg;
 	struct proxy_base *pb = base_of(p, http_req_base(req));
 	struct pctx *c;
-	json_t *pols[1];
+	void *carg;
 	const char *why = NULL, *hosthdr;
 	bool connect = strcmp(http_req_method(req), "CONNECT") == 0;
 	int r;
@@ -1056,12 +1137,31 @@ handle_proxy(struct http_request *req, void *arg)
 	TAILQ_INSERT_TAIL(&pb->ctxs, c, link);
 	snprintf(c->method, sizeof(c->method), "%s", http_req_method(req));
 	snprintf(c->client, sizeof(c->client), "%s", http_req_client_addr(req));
-	pthread_mutex_lock(&p->mu);
-	c->policy = json_incref(p->policy);
-	pthread_mutex_unlock(&p->mu);
-	if (c->policy == NULL) {
-		respond_text(c, 503, "moat-proxy: no policy loaded");
-		return;
+	if (p->o.ident_get != NULL && (carg = http_req_conn_arg(req)) != NULL) {
+		r = p->o.ident_get(p->o.ident_arg, carg, &c->ident);
+		if (r == MOAT_ERR_AGAIN) {
+			count_decision(p, "error", "conn_cap");
+			respond_text(c, 503, "moat-proxy: too many connections "
+			    "from this workspace");
+			return;
+		}
+		if (r != 0) {
+			respond_text(c, 403, "moat-proxy: this workspace is not "
+			    "running");
+			return;
+		}
+		c->has_ident = true;
+		for (size_t i = 0; i < c->ident.npols && i < 2; i++)
+			c->pols[c->npols++] = json_incref(c->ident.pols[i]);
+	} else {
+		pthread_mutex_lock(&p->mu);
+		if (p->policy != NULL)
+			c->pols[c->npols++] = json_incref(p->policy);
+		pthread_mutex_unlock(&p->mu);
+		if (c->npols == 0) {
+			respond_text(c, 503, "moat-proxy: no policy loaded");
+			return;
+		}
 	}
 
 	r = proxy_parse_target(connect, http_req_target(req), &c->t, &why);
@@ -1113,8 +1213,15 @@ handle_proxy(struct http_request *req, void *arg)
 	c->dreq.port = c->t.port;
 	c->dreq.connect = connect;
 	c->dreq.url = c->url;
-	pols[0] = c->policy;
-	decide_before_dns(pols, 1, &c->dreq, &c->d);
+	if (c->npols == 0) {
+		/* A workspace whose policy is unknown: nothing leaves. */
+		if (c->t.is_literal)
+			addr_format(&c->t.lit, c->dst_text, sizeof(c->dst_text));
+		deny(c, "no_policy", "no policy", c->ident.deny_reason[0] != '\0' ?
+		    c->ident.deny_reason : "the workspace has no policy");
+		return;
+	}
+	decide_before_dns(c->pols, c->npols, &c->dreq, &c->d);
 	c->monitored = c->d.monitored;
 	switch (c->d.verdict) {
 	case DECIDE_DENY:

@@ -32,6 +32,11 @@
  * targets; 502 resolution or connection failure; 504 timeouts; 503 at the
  * connection cap or when the audit writer refuses events. Never 407.
  *
+ * Control mode (proxy_opts.ident_get): a request on a workspace's socket
+ * runs under that workspace's policies, looked up per request (so a policy
+ * change applies to the next request), and its audit events carry the
+ * workspace, owner and organization.
+ *
  * Threading: the policy may be replaced from any thread (a reference is
  * taken per request); everything else of a request happens on the loop
  * thread that accepted it.
@@ -54,6 +59,21 @@
 
 struct proxy;
 
+/* Control mode: who a request on a workspace's socket runs as, and under
+ * which policies (the organization's, then the template's when set: a
+ * destination must be allowed by all). Filled by proxy_opts.ident_get,
+ * given back with ident_put. npols 0 means "deny everything" with
+ * deny_reason. */
+struct proxy_ident {
+	json_t *pols[2];		/* references */
+	size_t npols;
+	char workspace[64];
+	char owner[128];
+	char org[128];
+	char deny_reason[160];		/* when npols is 0 */
+	void *ref;			/* ident_get's own */
+};
+
 struct proxy_opts {
 	unsigned connect_timeout_ms;	/* 0: 10 s */
 	unsigned idle_timeout_ms;	/* tunnels and responses; 0: 300 s */
@@ -62,7 +82,19 @@ struct proxy_opts {
 	const char *nameserver;		/* "127.0.0.1:5353"; NULL: the system's */
 	const char *hosts_file;		/* NULL: none */
 	struct audit_writer *audit;	/* borrowed; NULL: no audit */
+	/* Instead of audit: takes ev, non-blocking, nonzero when the event
+	 * is lost (the proxy then refuses the action it describes). */
+	int (*emit)(void *arg, json_t *ev);
+	void *emit_arg;
 	struct metrics *metrics;	/* borrowed; NULL: no metrics */
+	/* Control mode: requests on adopted connections (a workspace's
+	 * socket: http_req_conn_arg() non-NULL) get their identity and
+	 * policies here. 0, MOAT_ERR_NOTFOUND (the workspace is gone: 403)
+	 * or MOAT_ERR_AGAIN (its cap of requests in flight: 503). Any
+	 * thread. */
+	int (*ident_get)(void *arg, void *conn_arg, struct proxy_ident *out);
+	void (*ident_put)(void *arg, struct proxy_ident *id);
+	void *ident_arg;
 };
 
 int proxy_new(struct proxy **out, const struct proxy_opts *o) MOAT_MUST_CHECK;
@@ -81,6 +113,13 @@ void proxy_set_policy(struct proxy *p, json_t *policy);
  * *out: new reference. err: what is wrong, naming the field. */
 int proxy_load_policy_file(const char *path, json_t **out, char *err,
     size_t errlen) MOAT_MUST_CHECK;
+
+/* Sets proxy_opts.ident_arg (before serving). */
+void proxy_set_ident_arg(struct proxy *p, void *arg);
+
+/* Emits an audit event through the configured sink (takes ev). 0 when
+ * there is no sink. */
+int proxy_emit(struct proxy *p, json_t *ev) MOAT_MUST_CHECK;
 
 /* Requests and tunnels in flight. */
 uint64_t proxy_active(const struct proxy *p);

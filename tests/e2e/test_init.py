@@ -21,9 +21,11 @@ import moat_harness as mh
 SECRET_KEYS = sorted([
     "tls.crt", "tls.key", "ca.crt", "client-ca.crt", "jwt-signing.pem",
     "jwt-signing.kid", "keyring.json", "audit-signing.pem",
-    "audit-signing.pub", "audit-signing.kid"])
+    "audit-signing.pub", "audit-signing.kid", "moatd-client.crt",
+    "moatd-client.key"])
 PKI_FILES = sorted(["ca.key", "ca.crt", "ingress.crt", "ingress.key",
-                    "moatd-client.crt", "moatd-client.key"])
+                    "moatd-client.crt", "moatd-client.key", "moat-proxy.crt",
+                    "moat-proxy.key"])
 VERSION_RE = re.compile(r"^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{9}$")
 
 

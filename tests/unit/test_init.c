@@ -35,13 +35,14 @@
 static const char *const secret_keys[] = {
 	"tls.crt", "tls.key", "ca.crt", "client-ca.crt", "jwt-signing.pem",
 	"jwt-signing.kid", "keyring.json", "audit-signing.pem",
-	"audit-signing.pub", "audit-signing.kid",
+	"audit-signing.pub", "audit-signing.kid", "moatd-client.crt",
+	"moatd-client.key",
 };
 #define NSECRET_KEYS (sizeof(secret_keys) / sizeof(secret_keys[0]))
 
 static const char *const pki_files[] = {
 	"ca.key", "ca.crt", "ingress.crt", "ingress.key", "moatd-client.crt",
-	"moatd-client.key",
+	"moatd-client.key", "moat-proxy.crt", "moat-proxy.key",
 };
 
 struct fixture {
@@ -384,7 +385,7 @@ test_layout(void **state)
 	}
 	pathf(p, sizeof(p), "%s/pki", f->dir);
 	assert_mode(p, S_IFDIR, 0700);
-	assert_int_equal(count_entries(p), 6);
+	assert_int_equal(count_entries(p), 8);
 	for (i = 0; i < sizeof(pki_files) / sizeof(pki_files[0]); i++) {
 		pathf(q, sizeof(q), "%s/pki/%s", f->dir, pki_files[i]);
 		assert_mode(q, S_IFREG, 0600);

@@ -25,6 +25,7 @@
 
 #include "drivers/driver.h"
 #include "orchestrator/agent_client.h"
+#include "orchestrator/egress_link.h"
 #include "orchestrator/events.h"
 #include "orchestrator/orch_int.h"
 
@@ -179,6 +180,24 @@ orch_new(struct orch **out, struct app *app, struct driver *drv,
 		log_error(C, "INSECURE: workspace home volumes are NOT "
 		    "encrypted (--insecure-plain-volumes)",
 		    LF_STR("fscrypt", reason));
+	if (opt->egress_url != NULL && opt->egress_url[0] != '\0') {
+		struct egress_link_opts eo;
+
+		memset(&eo, 0, sizeof(eo));
+		eo.url = opt->egress_url;
+		eo.server_name = opt->egress_name;
+		eo.ca_file = opt->egress_ca;
+		eo.cert_file = opt->egress_cert;
+		eo.key_file = opt->egress_key;
+		eo.run_dir = o->run_dir;
+		eo.interval_ms = opt->egress_interval_ms;
+		if ((r = egress_link_new(&o->egress, app, &eo, err, errlen)) != 0)
+			goto fail;
+	} else {
+		log_warn(C, "no --egress-proxy: workspaces have no egress at all");
+	}
+	o->opt.egress_url = o->opt.egress_name = o->opt.egress_ca = NULL;
+	o->opt.egress_cert = o->opt.egress_key = NULL;
 	*out = o;
 	return 0;
 fail:
@@ -193,6 +212,8 @@ orch_start(struct orch *o)
 		return MOAT_ERR_NOMEM;
 	o->thread_started = true;
 	orch_kick(o);
+	if (o->egress != NULL)
+		return egress_link_start(o->egress);
 	return 0;
 }
 
@@ -208,6 +229,7 @@ orch_free(struct orch *o)
 		pthread_mutex_unlock(&o->mu);
 		pthread_join(o->thread, NULL);
 	}
+	egress_link_free(o->egress);
 	if (o->drv != NULL)
 		o->drv->ops->free(o->drv);
 	ws_events_free(o->events);

@@ -57,6 +57,14 @@ struct orch_options {
 	bool plain_volumes;		/* --insecure-plain-volumes */
 	unsigned max_per_user;		/* workspaces a user may own */
 	unsigned max_running_per_user;
+	/* The control link to moat-proxy (egress_link.h); NULL url: none,
+	 * workspaces then have no egress at all. */
+	const char *egress_url;		/* https://HOST:PORT */
+	const char *egress_name;	/* the proxy's certificate name */
+	const char *egress_ca;		/* internal CA */
+	const char *egress_cert;	/* moatd's client certificate */
+	const char *egress_key;
+	unsigned egress_interval_ms;
 };
 
 /* Takes ownership of drv (freed by orch_free). Checks fscrypt support and

@@ -32,6 +32,7 @@
 #define ORCH_LEASE_S 120
 
 struct ws_events;
+struct egress_link;
 
 struct orch {
 	struct app *app;
@@ -52,6 +53,7 @@ struct orch {
 	bool stop;			/* under mu */
 	bool kicked;			/* under mu */
 	uint64_t last_size_check_ms;	/* reconciler thread only */
+	struct egress_link *egress;	/* NULL without --egress-proxy */
 };
 
 /* --- orch.c --- */

@@ -37,6 +37,7 @@
 
 #include "drivers/driver.h"
 #include "orchestrator/agent_client.h"
+#include "orchestrator/egress_link.h"
 #include "orchestrator/events.h"
 #include "orchestrator/orch_int.h"
 
@@ -788,6 +789,8 @@ orch__pass(struct orch *o)
 			    LF_STR("workspace", runs[i]));
 	}
 out:
+	/* --- egress link (issue 6): moat-proxy learns the new set now. --- */
+	egress_link_kick(o->egress);
 	json_decref(docs);
 	free(objs);
 	volume_ids_free(vols, nvols);

@@ -40,9 +40,9 @@
 
 /* Everything init generates, in memory. */
 struct init_material {
-	EVP_PKEY *ca_key, *tls_key, *ingress_key, *client_key;
+	EVP_PKEY *ca_key, *tls_key, *ingress_key, *client_key, *proxy_key;
 	EVP_PKEY *jwt_key, *audit_key;
-	X509 *ca, *tls, *ingress, *client;
+	X509 *ca, *tls, *ingress, *client, *proxy;
 	char jwt_kid[PKI_KID_LEN + 1], audit_kid[PKI_KID_LEN + 1];
 };
 
@@ -53,12 +53,14 @@ init_material_free(struct init_material *m)
 	EVP_PKEY_free(m->tls_key);
 	EVP_PKEY_free(m->ingress_key);
 	EVP_PKEY_free(m->client_key);
+	EVP_PKEY_free(m->proxy_key);
 	EVP_PKEY_free(m->jwt_key);
 	EVP_PKEY_free(m->audit_key);
 	X509_free(m->ca);
 	X509_free(m->tls);
 	X509_free(m->ingress);
 	X509_free(m->client);
+	X509_free(m->proxy);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -87,6 +89,7 @@ init_generate(struct init_material *m)
 	static const char *const localhost_ips[] = { "127.0.0.1", "::1", NULL };
 	static const char *const ingress_dns[] = { "ingress", NULL };
 	static const char *const moatd_dns[] = { "moatd", NULL };
+	static const char *const proxy_dns[] = { "moat-proxy", NULL };
 	const struct pki_cert_spec ca = {
 		.common_name = "moat development CA", .days = INIT_CA_DAYS,
 		.ca = true,
@@ -104,12 +107,18 @@ init_generate(struct init_material *m)
 		.common_name = "moatd", .dns = moatd_dns,
 		.days = INIT_LEAF_DAYS, .eku = PKI_EKU_CLIENT,
 	};
+	/* moat-proxy's control endpoint: moatd checks this name. */
+	const struct pki_cert_spec proxy = {
+		.common_name = "moat-proxy", .dns = proxy_dns,
+		.days = INIT_LEAF_DAYS, .eku = PKI_EKU_SERVER,
+	};
 	int r;
 
 	if ((r = pki_key_new(&m->ca_key)) != 0 ||
 	    (r = pki_key_new(&m->tls_key)) != 0 ||
 	    (r = pki_key_new(&m->ingress_key)) != 0 ||
 	    (r = pki_key_new(&m->client_key)) != 0 ||
+	    (r = pki_key_new(&m->proxy_key)) != 0 ||
 	    (r = pki_key_new(&m->jwt_key)) != 0 ||
 	    (r = pki_key_new(&m->audit_key)) != 0)
 		return r;
@@ -119,6 +128,8 @@ init_generate(struct init_material *m)
 	    (r = pki_cert_new(&m->ingress, &ingress, m->ingress_key, m->ca,
 	    m->ca_key)) != 0 ||
 	    (r = pki_cert_new(&m->client, &client, m->client_key, m->ca,
+	    m->ca_key)) != 0 ||
+	    (r = pki_cert_new(&m->proxy, &proxy, m->proxy_key, m->ca,
 	    m->ca_key)) != 0)
 		return r;
 	if ((r = pki_key_id(m->jwt_key, m->jwt_kid, sizeof(m->jwt_kid))) != 0 ||
@@ -163,9 +174,11 @@ out:
 
 /* PEM texts of the files; private keys in wiped memory. */
 struct init_files {
-	struct buf tls_chain, ca, ingress, client, audit_pub;
-	char *tls_key, *ca_key, *ingress_key, *client_key, *jwt_key, *audit_key;
+	struct buf tls_chain, ca, ingress, client, proxy, audit_pub;
+	char *tls_key, *ca_key, *ingress_key, *client_key, *proxy_key;
+	char *jwt_key, *audit_key;
 	size_t tls_key_len, ca_key_len, ingress_key_len, client_key_len;
+	size_t proxy_key_len;
 	size_t jwt_key_len, audit_key_len;
 	char keyring[256];
 	size_t keyring_len;
@@ -179,6 +192,7 @@ init_files_init(struct init_files *f)
 	buf_init(&f->ca, INIT_PEM_MAX);
 	buf_init(&f->ingress, INIT_PEM_MAX);
 	buf_init(&f->client, INIT_PEM_MAX);
+	buf_init(&f->proxy, INIT_PEM_MAX);
 	buf_init(&f->audit_pub, INIT_PEM_MAX);
 }
 
@@ -189,11 +203,13 @@ init_files_free(struct init_files *f)
 	buf_free(&f->ca);
 	buf_free(&f->ingress);
 	buf_free(&f->client);
+	buf_free(&f->proxy);
 	buf_free(&f->audit_pub);
 	pki_secret_free(f->tls_key, f->tls_key_len);
 	pki_secret_free(f->ca_key, f->ca_key_len);
 	pki_secret_free(f->ingress_key, f->ingress_key_len);
 	pki_secret_free(f->client_key, f->client_key_len);
+	pki_secret_free(f->proxy_key, f->proxy_key_len);
 	pki_secret_free(f->jwt_key, f->jwt_key_len);
 	pki_secret_free(f->audit_key, f->audit_key_len);
 	OPENSSL_cleanse(f->keyring, sizeof(f->keyring));
@@ -210,6 +226,8 @@ init_encode(const struct init_material *m, struct init_files *f)
 	    (r = pki_cert_pem(m->ca, &f->ca)) != 0 ||
 	    (r = pki_cert_pem(m->ingress, &f->ingress)) != 0 ||
 	    (r = pki_cert_pem(m->client, &f->client)) != 0 ||
+	    (r = pki_cert_pem(m->proxy, &f->proxy)) != 0 ||
+	    (r = pki_cert_pem(m->ca, &f->proxy)) != 0 ||
 	    (r = pki_pubkey_pem(m->audit_key, &f->audit_pub)) != 0)
 		return r;
 	if ((r = pki_key_pem(m->tls_key, &f->tls_key, &f->tls_key_len)) != 0 ||
@@ -218,6 +236,8 @@ init_encode(const struct init_material *m, struct init_files *f)
 	    &f->ingress_key_len)) != 0 ||
 	    (r = pki_key_pem(m->client_key, &f->client_key,
 	    &f->client_key_len)) != 0 ||
+	    (r = pki_key_pem(m->proxy_key, &f->proxy_key,
+	    &f->proxy_key_len)) != 0 ||
 	    (r = pki_key_pem(m->jwt_key, &f->jwt_key, &f->jwt_key_len)) != 0 ||
 	    (r = pki_key_pem(m->audit_key, &f->audit_key, &f->audit_key_len))
 	    != 0)
@@ -236,6 +256,8 @@ init_write_pki(int tmpfd, const struct init_material *m,
 		{ "ingress.key", f->ingress_key, f->ingress_key_len },
 		{ "moatd-client.crt", f->client.data, f->client.len },
 		{ "moatd-client.key", f->client_key, f->client_key_len },
+		{ "moat-proxy.crt", f->proxy.data, f->proxy.len },
+		{ "moat-proxy.key", f->proxy_key, f->proxy_key_len },
 	};
 	int r = MOAT_ERR_IO, fd = -1;
 	size_t i;
@@ -271,6 +293,8 @@ init_write_secrets(const char *tmpdir, const struct init_material *m,
 		{ "tls.key", f->tls_key, f->tls_key_len },
 		{ "ca.crt", f->ca.data, f->ca.len },
 		{ "client-ca.crt", f->ca.data, f->ca.len },
+		{ "moatd-client.crt", f->client.data, f->client.len },
+		{ "moatd-client.key", f->client_key, f->client_key_len },
 		{ "jwt-signing.pem", f->jwt_key, f->jwt_key_len },
 		{ "jwt-signing.kid", m->jwt_kid, strlen(m->jwt_kid) },
 		{ "keyring.json", f->keyring, f->keyring_len },
@@ -341,6 +365,8 @@ init_print_summary(FILE *out, const char *dir, const struct init_material *m)
 	    "key k1 (256 bits)\n"
 	    "    audit-signing.pem/.pub/.kid  ES256 audit checkpoint key, "
 	    "key id %s\n"
+	    "    moatd-client.crt/.key     moatd's client certificate \"moatd\" "
+	    "(its control link to moat-proxy)\n"
 	    "\n"
 	    "  %s/pki/  kept by the operator, never given to moatd\n"
 	    "    ca.key, ca.crt            the CA's key, to issue more "
@@ -349,6 +375,8 @@ init_print_summary(FILE *out, const char *dir, const struct init_material *m)
 	    "(for the ingress in front of moatd)\n"
 	    "    moatd-client.crt/.key     client certificate \"moatd\" "
 	    "(moatd's internal control link)\n"
+	    "    moat-proxy.crt/.key       server certificate \"moat-proxy\" "
+	    "(moat-proxy's control endpoint; chain with the CA)\n"
 	    "\n"
 	    "Try: curl --cacert %s/secrets/ca.crt https://localhost:8443/healthz\n",
 	    d, d, m->jwt_kid, m->audit_kid, d, d);

@@ -10,11 +10,14 @@
  *                 127.0.0.1 and ::1, then the CA), tls.key, ca.crt,
  *                 client-ca.crt (= the CA), jwt-signing.pem/.kid (ES256),
  *                 keyring.json (one 256-bit key "k1"), audit-signing.pem/
- *                 .pub/.kid (ES256).
+ *                 .pub/.kid (ES256), moatd-client.crt/.key (moatd's client
+ *                 certificate "moatd", for its control link to moat-proxy).
  *   DIR/pki/      what the operator keeps: ca.key (to issue more
  *                 certificates; never inside secrets/), ca.crt,
  *                 ingress.crt/.key (client certificate "ingress") and
- *                 moatd-client.crt/.key (client certificate "moatd").
+ *                 moatd-client.crt/.key (client certificate "moatd") and
+ *                 moat-proxy.crt/.key (server certificate "moat-proxy",
+ *                 chain with the CA, for moat-proxy's control endpoint).
  *
  * Files are mode 0600, directories 0700. The process umask is set to 077
  * while init runs (so call it before starting threads).

@@ -92,6 +92,13 @@ const struct config_key moatd_serve_keys[] = {
 	  "Workspaces one user may own; 0 means no limit.", 0, 100000, false },
 	{ "max-running-per-user", CFG_INT, "5",
 	  "Workspaces one user may have running at once; 0 means no limit.", 0, 100000, false },
+	/* The control link to moat-proxy (orchestrator/egress_link.h). */
+	{ "egress-proxy", CFG_STRING, NULL,
+	  "moat-proxy's control endpoint, https://HOST:PORT: moatd pushes the running workspaces and their policies there (client certificate SECRETS-DIR/moatd-client.crt/.key, proxy checked against SECRETS-DIR/ca.crt); without it workspaces have no egress.", 0, 0, false },
+	{ "egress-proxy-name", CFG_STRING, "moat-proxy",
+	  "The name moat-proxy's certificate must carry.", 0, 0, false },
+	{ "egress-sync-interval", CFG_DURATION, "1s",
+	  "How often moatd compares what moat-proxy should know with what it pushed (changes go at once).", 100, 600000, false },
 };
 const size_t moatd_serve_nkeys = sizeof(moatd_serve_keys) / sizeof(moatd_serve_keys[0]);
 

@@ -90,6 +90,7 @@ start_workspaces(struct app *app)
 	struct orch_options opt;
 	struct driver *drv = NULL;
 	char run_dir[PATH_MAX], agent[PATH_MAX], self[PATH_MAX], err[512] = "";
+	char sdir[PATH_MAX], eca[PATH_MAX], ecert[PATH_MAX], ekey[PATH_MAX];
 	const char *v;
 	ssize_t n;
 	int r;
@@ -131,6 +132,26 @@ start_workspaces(struct app *app)
 	    "max-workspaces-per-user");
 	opt.max_running_per_user = (unsigned)config_int(app->cfg,
 	    "max-running-per-user");
+	/* The control link to moat-proxy (issue 6). */
+	if ((v = config_str(app->cfg, "secrets-dir")) != NULL && v[0] != '\0')
+		snprintf(sdir, sizeof(sdir), "%s", v);
+	else
+		snprintf(sdir, sizeof(sdir), "%s/secrets", app->data_dir);
+	if (snprintf(eca, sizeof(eca), "%s/ca.crt", sdir) >= (int)sizeof(eca) ||
+	    snprintf(ecert, sizeof(ecert), "%s/moatd-client.crt", sdir) >=
+	    (int)sizeof(ecert) ||
+	    snprintf(ekey, sizeof(ekey), "%s/moatd-client.key", sdir) >=
+	    (int)sizeof(ekey)) {
+		drv->ops->free(drv);
+		return MOAT_ERR_TOOBIG;
+	}
+	opt.egress_url = config_str(app->cfg, "egress-proxy");
+	opt.egress_name = config_str(app->cfg, "egress-proxy-name");
+	opt.egress_ca = eca;
+	opt.egress_cert = ecert;
+	opt.egress_key = ekey;
+	opt.egress_interval_ms = (unsigned)config_int(app->cfg,
+	    "egress-sync-interval");
 	if ((r = orch_new(&app->orch, app, drv, &opt, err, sizeof(err))) != 0) {
 		log_error(COMPONENT, "cannot start the workspaces",
 		    LF_STR("error", err));
