@@ -312,6 +312,14 @@ static int
 create_container(struct orch *o, const json_t *doc, const char *home,
     bool sudo, char *err, size_t errlen)
 {
+	static const char *const proxy_env[] = {
+		"HTTP_PROXY=http://127.0.0.1:3128",
+		"HTTPS_PROXY=http://127.0.0.1:3128",
+		"http_proxy=http://127.0.0.1:3128",
+		"https_proxy=http://127.0.0.1:3128",
+		"NO_PROXY=localhost,127.0.0.1,::1",
+		"no_proxy=localhost,127.0.0.1,::1",
+		NULL };
 	static const char *const caps[] = { "CHOWN", "DAC_OVERRIDE", "FOWNER",
 	    "SETUID", "SETGID", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
 	    "NET_BIND_SERVICE", NULL };
@@ -340,6 +348,9 @@ create_container(struct orch *o, const json_t *doc, const char *home,
 	s.installation = o->installation;
 	s.image = json_get_str(spec, "image");
 	s.entrypoint = "/run/moat/moat-agent";
+	/* Every process in the workspace (the startup script, podman exec)
+	 * finds the egress proxy; SSH logins get the same from sshd. */
+	s.env = proxy_env;
 	s.hostname = json_get_str(doc, "name");
 	s.mounts = mounts;
 	s.nmounts = 3;
