@@ -93,10 +93,12 @@ class Eg:
                       interval=0.05, what=f"egress socket of {wid}")
 
     def curl_in(self, wid, user, url, *extra, proxy=True):
-        """curl inside the workspace as user; (exit code, stdout)."""
+        """curl inside the workspace as user; (exit code, stdout). The
+        workspace's environment names the proxy; proxy=False makes curl
+        ignore it and try to connect directly."""
         args = ["exec", "--user", user]
-        if proxy:
-            args += ["--env", "http_proxy=http://127.0.0.1:3128"]
+        if not proxy:
+            extra = ("--noproxy", "*", *extra)
         args += [container_of(wid), "curl", "-sS", "--max-time", "5",
                  *extra, url]
         r = podman(*args, check=False, timeout=30)
