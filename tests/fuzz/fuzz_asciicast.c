@@ -100,8 +100,11 @@ ref_decode(const uint8_t *p, size_t n, struct buf *out)
 static void
 check_lines(const struct buf *b, struct buf *o, struct buf *in)
 {
-	const char *p = (const char *)b->data, *end = p + b->len;
+	const char *p = (const char *)b->data, *end;
 
+	if (b->len == 0)
+		return;
+	end = p + b->len;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		json_t *v, *d;
