@@ -106,7 +106,7 @@ void
 h_recordings_list(struct api_call *c)
 {
 	char user[80], ws[200], lim[16], after[40], user_id[64] = "",
-	    ws_id[64] = "", cursor[40] = "";
+	    ws_id[200] = "", cursor[40] = "";
 	const char *field = NULL, *value = NULL;
 	json_t *out = NULL, *page = NULL, *u = NULL, *d;
 	bool has_user, has_ws, more = false;
