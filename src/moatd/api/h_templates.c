@@ -279,8 +279,8 @@ h_templates_delete(struct api_call *c)
 
 	if (doc == NULL)
 		return;
-	/* The workspace API adds here: refuse (409) while a workspace
-	 * uses this template. */
+	/* Workspaces keep a snapshot of their template (orch.h): deleting
+	 * one changes no existing workspace. */
 	if ((r = store_delete(c->app->store, COLL_TEMPLATES,
 	    json_get_str(doc, "id"), json_get_int(doc, "rev", -1))) != 0) {
 		api__fail(c, r, "template");
