@@ -323,16 +323,20 @@ def test_isolation_userns_network_caps_and_keys(env):
     ifaces = [l.split(":")[0].strip() for l in dev.splitlines()[2:]]
     assert ifaces == ["lo"], ifaces
     # Capabilities of PID 1: nothing beyond the allowed set.
-    allowed = {"cap_chown", "cap_dac_override", "cap_fowner", "cap_setuid",
-               "cap_setgid", "cap_sys_chroot", "cap_kill",
-               "cap_audit_write", "cap_net_bind_service"}
+    allowed = {"cap_chown", "cap_setuid", "cap_setgid", "cap_sys_chroot",
+               "cap_kill", "cap_net_bind_service"}
     eff = int(re.search(r"CapEff:\s*([0-9a-f]+)", env.exec(
         wid, "cat", "/proc/1/status").stdout).group(1), 16)
     names = subprocess.run(["capsh", f"--decode={eff:x}"],
                            capture_output=True, text=True).stdout
     got = set(names.strip().split("=", 1)[1].split(",")) if "=" in names \
         else set()
-    assert got <= allowed, got - allowed
+    assert got == allowed, (got - allowed, allowed - got)
+    # no-new-privileges (sudo is not allowed by default).
+    st = env.exec(wid, "cat", "/proc/1/status").stdout
+    assert re.search(r"NoNewPrivs:\s*1", st), st
+    # The volume key is in the kernel while the workspace runs.
+    assert any(wid in l for l in _fscrypt_mounts()), "home not mounted"
     # The runtime's stored configuration holds no key and no secret.
     inspect = podman("inspect", container_of(wid)).stdout
     assert "PRIVATE KEY" not in inspect
@@ -354,6 +358,11 @@ def test_isolation_userns_network_caps_and_keys(env):
     again = env.exec(wid, "cat", "/proc/self/uid_map").stdout.split()
     assert again == uid_map
     env.action(tok, owner, "iso", "delete")
+
+
+def _fscrypt_mounts():
+    return [l for l in Path("/proc/self/mountinfo").read_text().splitlines()
+            if "/vol/" in l]
 
 
 def test_home_is_encrypted_at_rest(env):
@@ -539,3 +548,33 @@ def test_idle_workspace_is_stopped_and_audited(env):
                for e in env.m.audit_events())
     env.action(tok, owner, "idle", "delete")
     env.action(tok, owner, "busy", "delete")
+
+
+def test_sudo_follows_the_organization_and_the_template(env):
+    """sudo works inside only when the organization allows it and the
+    template does not forbid it; otherwise no-new-privileges is set."""
+    owner, tok = env.user()
+    env.template("nosudo", forbid_sudo=True)
+    r = call(env.m, "GET", "/api/v1/orgs/default/settings", env.admin)
+    before = r.json()
+    settings = {k: v for k, v in before.items()
+                if k in ("default_policy", "allow_sudo", "ssh", "registries")}
+    try:
+        settings["allow_sudo"] = True
+        r = call(env.m, "PUT", "/api/v1/orgs/default/settings", env.admin,
+                 settings)
+        assert r.status == 200, r.text
+        a = env.create(tok, "sudoer")
+        r = env.exec(a["id"], "sudo", "-n", "id", "-u", user=owner,
+                     check=False)
+        assert r.returncode == 0 and r.stdout.strip() == "0", r
+        env.action(tok, owner, "sudoer", "delete")
+        b = env.create(tok, "plain", template="nosudo")
+        r = env.exec(b["id"], "sudo", "-n", "id", "-u", user=owner,
+                     check=False)
+        assert r.returncode != 0
+        env.action(tok, owner, "plain", "delete")
+    finally:
+        settings["allow_sudo"] = bool(before.get("allow_sudo"))
+        call(env.m, "PUT", "/api/v1/orgs/default/settings", env.admin,
+             settings)

@@ -320,9 +320,14 @@ create_container(struct orch *o, const json_t *doc, const char *home,
 		"NO_PROXY=localhost,127.0.0.1,::1",
 		"no_proxy=localhost,127.0.0.1,::1",
 		NULL };
-	static const char *const caps[] = { "CHOWN", "DAC_OVERRIDE", "FOWNER",
-	    "SETUID", "SETGID", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
-	    "NET_BIND_SERVICE", NULL };
+	/* What moat-agent and sshd need (each was dropped in turn to check);
+	 * with sudo allowed, root inside also gets what makes it an ordinary
+	 * root for package installs. */
+	static const char *const caps[] = { "CHOWN", "SETUID", "SETGID",
+	    "SYS_CHROOT", "KILL", "NET_BIND_SERVICE", NULL };
+	static const char *const caps_sudo[] = { "CHOWN", "SETUID", "SETGID",
+	    "SYS_CHROOT", "KILL", "NET_BIND_SERVICE", "DAC_OVERRIDE",
+	    "FOWNER", "AUDIT_WRITE", NULL };
 	const json_t *spec = ws_spec(doc);
 	char ro[PATH_MAX], ag[PATH_MAX], home_in[128];
 	struct drv_mount mounts[3];
@@ -365,7 +370,7 @@ create_container(struct orch *o, const json_t *doc, const char *home,
 	s.nproc = rlimit_cap(RLIMIT_NPROC, 8192);
 	s.uid_base = (uint32_t)json_get_int(doc, "uid_base", 0);
 	s.uid_count = ORCH_UID_COUNT;
-	s.cap_add = caps;
+	s.cap_add = sudo ? caps_sudo : caps;
 	s.no_new_privileges = !sudo;
 	r = o->drv->ops->create(o->drv, &s, err, errlen);
 	if (r != MOAT_ERR_EXISTS)
