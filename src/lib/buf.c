@@ -146,3 +146,13 @@ buf_free_wipe(struct buf *b)
 		OPENSSL_cleanse(b->data, b->cap);
 	buf_free(b);
 }
+
+int
+str_copyn(char *out, size_t outlen, const char *s, size_t n)
+{
+	if (n >= outlen)
+		return MOAT_ERR_TOOBIG;
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return 0;
+}

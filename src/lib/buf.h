@@ -48,4 +48,9 @@ char *buf_steal(struct buf *b, size_t *len_out);
 void buf_free(struct buf *b);
 void buf_free_wipe(struct buf *b);
 
+/* Copies s[0..n) into out[outlen] as a NUL-terminated string:
+ * MOAT_ERR_TOOBIG (out untouched) when it does not fit. */
+int str_copyn(char *out, size_t outlen, const char *s, size_t n)
+    MOAT_MUST_CHECK;
+
 #endif

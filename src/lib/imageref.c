@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
 #include "imageref.h"
 
 #define DEFAULT_REGISTRY "docker.io"
@@ -145,17 +146,6 @@ tag_ok(const char *s, size_t n)
 	return true;
 }
 
-/* Copies s[0..n) as a string into out[outlen]. */
-static int
-copy_part(char *out, size_t outlen, const char *s, size_t n)
-{
-	if (n >= outlen)
-		return MOAT_ERR_TOOBIG;
-	memcpy(out, s, n);
-	out[n] = '\0';
-	return 0;
-}
-
 int
 imageref_parse(const char *s, struct imageref *out, char *err, size_t errlen)
 {
@@ -201,7 +191,7 @@ imageref_parse(const char *s, struct imageref *out, char *err, size_t errlen)
 			    "and 64 lower-case hexadecimal digits");
 			goto out;
 		}
-		if (copy_part(ref.digest, sizeof(ref.digest), at + 1,
+		if (str_copyn(ref.digest, sizeof(ref.digest), at + 1,
 		    (size_t)(end - at - 1)) != 0)
 			goto out;
 		end = at;
@@ -236,7 +226,7 @@ imageref_parse(const char *s, struct imageref *out, char *err, size_t errlen)
 			if ((r = registry_check(s, fn, err, errlen)) != 0)
 				goto out;
 			r = MOAT_ERR_INVAL;
-			if (copy_part(ref.registry, sizeof(ref.registry), s,
+			if (str_copyn(ref.registry, sizeof(ref.registry), s,
 			    fn) != 0)
 				goto out;
 			rest = slash + 1;
@@ -258,7 +248,7 @@ imageref_parse(const char *s, struct imageref *out, char *err, size_t errlen)
 			    "'-'", TAG_MAX);
 			goto out;
 		}
-		if (copy_part(ref.tag, sizeof(ref.tag), colon + 1,
+		if (str_copyn(ref.tag, sizeof(ref.tag), colon + 1,
 		    (size_t)(end - colon - 1)) != 0)
 			goto out;
 		end = colon;
@@ -298,7 +288,7 @@ imageref_parse(const char *s, struct imageref *out, char *err, size_t errlen)
 			moat_errf(err, errlen, "the image name is too long");
 			goto out;
 		}
-	} else if (copy_part(ref.path, sizeof(ref.path), rest,
+	} else if (str_copyn(ref.path, sizeof(ref.path), rest,
 	    (size_t)(end - rest)) != 0) {
 		moat_errf(err, errlen, "the image name is too long");
 		goto out;

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "buf.h"
 #include "drivers/docker/docker_int.h"
 
 /* True when the n bytes at s are UTF-8 continuation bytes. */
@@ -428,16 +429,6 @@ docker__image_ok(const char *image)
 	return true;
 }
 
-static int
-docker_copy(char *out, size_t outlen, const char *s, size_t n)
-{
-	if (n >= outlen)
-		return MOAT_ERR_TOOBIG;
-	memcpy(out, s, n);
-	out[n] = '\0';
-	return 0;
-}
-
 int
 docker__image_split(const char *image, char *from, size_t fromlen,
     char *tag, size_t taglen, char *registry, size_t reglen)
@@ -455,25 +446,25 @@ docker__image_split(const char *image, char *from, size_t fromlen,
 		if (at < slash || at[1] == '\0')
 			return MOAT_ERR_INVAL;
 		name_len = (size_t)(at - image);
-		r = docker_copy(tag, taglen, at + 1, n - name_len - 1);
+		r = str_copyn(tag, taglen, at + 1, n - name_len - 1);
 	} else {
 		colon = strrchr(image, ':');
 		if (colon != NULL && (slash == NULL || colon > slash)) {
 			if (colon[1] == '\0')
 				return MOAT_ERR_INVAL;
 			name_len = (size_t)(colon - image);
-			r = docker_copy(tag, taglen, colon + 1,
+			r = str_copyn(tag, taglen, colon + 1,
 			    n - name_len - 1);
 		} else {
 			name_len = n;
-			r = docker_copy(tag, taglen, "latest", 6);
+			r = str_copyn(tag, taglen, "latest", 6);
 		}
 	}
 	if (r != 0)
 		return r;
 	if (name_len == 0)
 		return MOAT_ERR_INVAL;
-	r = docker_copy(from, fromlen, image, name_len);
+	r = str_copyn(from, fromlen, image, name_len);
 	if (r != 0)
 		return r;
 	/* The registry: the first component when it looks like a host. */
@@ -484,9 +475,9 @@ docker__image_split(const char *image, char *from, size_t fromlen,
 		if (memchr(image, '.', fl) != NULL ||
 		    memchr(image, ':', fl) != NULL ||
 		    (fl == 9 && memcmp(image, "localhost", 9) == 0))
-			return docker_copy(registry, reglen, image, fl);
+			return str_copyn(registry, reglen, image, fl);
 	}
-	return docker_copy(registry, reglen, "docker.io", 9);
+	return str_copyn(registry, reglen, "docker.io", 9);
 }
 
 int
