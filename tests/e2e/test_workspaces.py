@@ -346,6 +346,23 @@ def test_isolation_userns_network_caps_and_keys(env):
                    "stat -c '%a %U' /run/secrets/token-a", user=owner).stdout
     assert out.split("\n")[0] == "s3cr3t-value-xyz"
     assert out.split("\n")[1] == f"400 {owner}"
+    # A secret changed while the workspace runs arrives without a restart;
+    # a deleted one disappears.
+    r = call(env.m, "PUT", "/api/v1/secrets/token-a", tok,
+             {"value": "rotated-value-2", "env": "TOKEN_A"})
+    assert r.status == 200, r.text
+    mh.wait_until(lambda: env.exec(wid, "cat", "/run/secrets/token-a",
+                                   user=owner, check=False).stdout ==
+                  "rotated-value-2", 15, what="the new secret value")
+    r = call(env.m, "PUT", "/api/v1/secrets/later", tok, {"value": "x1"})
+    assert r.status == 201, r.text
+    mh.wait_until(lambda: env.exec(wid, "cat", "/run/secrets/later",
+                                   user=owner, check=False).stdout == "x1",
+                  15, what="a new secret")
+    assert call(env.m, "DELETE", "/api/v1/secrets/later", tok).status == 204
+    mh.wait_until(lambda: env.exec(wid, "test", "-e", "/run/secrets/later",
+                                   check=False).returncode != 0, 15,
+                  what="a deleted secret removed")
     # The workspace user cannot read sshd's host key.
     r = env.exec(wid, "cat", "/run/moat/ssh_host_ed25519_key", user=owner,
                  check=False)

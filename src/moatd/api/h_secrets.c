@@ -20,6 +20,7 @@
 #include "store/schema.h"
 #include "store/store.h"
 
+#include "orchestrator/orch.h"
 #include "api/api.h"
 #include "api/api_int.h"
 
@@ -133,6 +134,8 @@ h_secrets_put(struct api_call *c)
 		goto out;
 	}
 	c->audit_details = json_pack("{s:b}", "created", created);
+	/* Running workspaces of this user get the new value now. */
+	orch_secrets_changed(c->app->orch, c->who->user_id);
 	api_reply(c, created ? 201 : 200, secret_view(doc));
 out:
 	/* The plaintext leaves memory with the request. */
@@ -185,7 +188,9 @@ h_secrets_delete(struct api_call *c)
 	if ((r = store_delete(c->app->store, SECRETS, json_get_str(doc, "id"),
 	    json_get_int(doc, "rev", -1))) != 0)
 		api__fail(c, r, "secret");
-	else
+	else {
+		orch_secrets_changed(c->app->orch, c->who->user_id);
 		api_reply(c, 204, NULL);
+	}
 	json_decref(doc);
 }

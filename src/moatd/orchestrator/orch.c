@@ -233,9 +233,47 @@ orch_free(struct orch *o)
 	if (o->drv != NULL)
 		o->drv->ops->free(o->drv);
 	ws_events_free(o->events);
+	volume_ids_free(o->secrets_dirty, o->nsecrets_dirty);
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->mu);
 	free(o);
+}
+
+void
+orch_secrets_changed(struct orch *o, const char *user_id)
+{
+	char **v, *id;
+
+	if (o == NULL || user_id == NULL)
+		return;
+	pthread_mutex_lock(&o->mu);
+	for (size_t i = 0; i < o->nsecrets_dirty; i++)
+		if (strcmp(o->secrets_dirty[i], user_id) == 0)
+			goto kick;
+	if ((id = strdup(user_id)) == NULL ||
+	    (v = realloc(o->secrets_dirty, (o->nsecrets_dirty + 1) *
+	    sizeof(*v))) == NULL) {
+		free(id);
+		log_warn(C, "secrets change not delivered (out of memory)");
+		goto kick;
+	}
+	v[o->nsecrets_dirty++] = id;
+	o->secrets_dirty = v;
+kick:
+	o->kicked = true;
+	pthread_cond_signal(&o->cond);
+	pthread_mutex_unlock(&o->mu);
+}
+
+void
+orch__take_secrets_dirty(struct orch *o, char ***ids, size_t *n)
+{
+	pthread_mutex_lock(&o->mu);
+	*ids = o->secrets_dirty;
+	*n = o->nsecrets_dirty;
+	o->secrets_dirty = NULL;
+	o->nsecrets_dirty = 0;
+	pthread_mutex_unlock(&o->mu);
 }
 
 void

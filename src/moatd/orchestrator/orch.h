@@ -100,6 +100,10 @@ int orch_create(struct orch *o, const char *owner_id, const char *owner_name,
 int orch_set_desired(struct orch *o, const char *ws_id, const char *what,
     json_t **out) MOAT_MUST_CHECK;
 
+/* user_id's personal secrets changed: the reconciler delivers them to
+ * that user's running workspaces on its next pass. NULL o is fine. */
+void orch_secrets_changed(struct orch *o, const char *user_id);
+
 /* Every workspace of user_id gets desired "stopped" (user disabled). */
 int orch_stop_user(struct orch *o, const char *user_id) MOAT_MUST_CHECK;
 

@@ -52,6 +52,8 @@ struct orch {
 	pthread_cond_t cond;
 	bool stop;			/* under mu */
 	bool kicked;			/* under mu */
+	char **secrets_dirty;		/* under mu: user ids to re-deliver */
+	size_t nsecrets_dirty;
 	uint64_t last_size_check_ms;	/* reconciler thread only */
 	struct egress_link *egress;	/* NULL without --egress-proxy */
 };
@@ -76,6 +78,10 @@ void orch__audit(struct orch *o, const json_t *doc, const char *what,
 /* Opens a sealed field of doc: *plain freed with envelope_free(). */
 int orch__unseal(struct orch *o, const json_t *doc, const char *field,
     uint8_t **plain, size_t *len) MOAT_MUST_CHECK;
+
+/* Takes the set of users whose secrets changed (caller frees with
+ * volume_ids_free). */
+void orch__take_secrets_dirty(struct orch *o, char ***ids, size_t *n);
 
 /* --- reconcile.c --- */
 /* One pass over every workspace plus the orphan sweep. */

@@ -719,6 +719,27 @@ out:
 	release_lease(o, doc);
 }
 
+/* Delivers the owner's secrets again to a running workspace when they
+ * changed (secrets API). */
+static void
+redeliver_secrets(struct orch *o, const json_t *doc, char **dirty, size_t n)
+{
+	char dir[PATH_MAX], err[256] = "";
+	bool hit = false;
+
+	for (size_t i = 0; i < n && !hit; i++)
+		hit = str_is(json_get_str(doc, "owner_id"), dirty[i]);
+	if (!hit || !str_is(json_get_str(doc, "state"), "running") ||
+	    orch_agent_dir(o, ws_id(doc), dir, sizeof(dir)) != 0)
+		return;
+	if (push_secrets(o, doc, dir, err, sizeof(err)) != 0)
+		log_warn(C, "cannot deliver changed secrets", LF_STR("workspace",
+		    ws_id(doc)), LF_STR("error", err));
+	else
+		log_info(C, "secrets delivered", LF_STR("workspace",
+		    ws_id(doc)));
+}
+
 /* --- orphans --- */
 
 static bool
@@ -750,7 +771,8 @@ orch__pass(struct orch *o)
 {
 	struct drv_status *objs = NULL;
 	size_t nobjs = 0, nvols = 0, nruns = 0, i;
-	char **vols = NULL, **runs = NULL;
+	char **vols = NULL, **runs = NULL, **dirty = NULL;
+	size_t ndirty = 0;
 	json_t *docs = NULL, *d;
 	char err[256] = "";
 	bool listed_objs, listed_vols, listed_runs, size_check = false;
@@ -772,8 +794,11 @@ orch__pass(struct orch *o)
 		size_check = true;
 		o->last_size_check_ms = now;
 	}
-	json_array_foreach(docs, i, d)
+	orch__take_secrets_dirty(o, &dirty, &ndirty);
+	json_array_foreach(docs, i, d) {
 		reconcile_one(o, d, size_check);
+		redeliver_secrets(o, d, dirty, ndirty);
+	}
 	for (i = 0; listed_objs && i < nobjs; i++) {
 		/* Another installation's (or unlabelled): not ours. */
 		if (objs[i].workspace_id[0] == '\0' ||
@@ -811,4 +836,5 @@ out:
 	free(objs);
 	volume_ids_free(vols, nvols);
 	volume_ids_free(runs, nruns);
+	volume_ids_free(dirty, ndirty);
 }
