@@ -19,6 +19,7 @@ struct metrics;
 struct identity;
 struct api_state;
 struct orch;
+struct gw;
 
 struct app {
 	struct config *cfg;
@@ -34,6 +35,7 @@ struct app {
 	const char *default_org;	/* "default" */
 	struct api_state *api;		/* api.c's own state (api_free) */
 	struct orch *orch;		/* workspaces; NULL when not serving them */
+	struct gw *gateway;		/* the SSH gateway; NULL when off */
 };
 
 #endif
