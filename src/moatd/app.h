@@ -20,6 +20,7 @@ struct identity;
 struct api_state;
 struct orch;
 struct gw;
+struct recstore;
 
 struct app {
 	struct config *cfg;
@@ -36,6 +37,8 @@ struct app {
 	struct api_state *api;		/* api.c's own state (api_free) */
 	struct orch *orch;		/* workspaces; NULL when not serving them */
 	struct gw *gateway;		/* the SSH gateway; NULL when off */
+	struct recstore *recstore;	/* session recordings (blocking:
+					 * workers or session threads) */
 };
 
 #endif

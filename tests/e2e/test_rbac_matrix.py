@@ -23,14 +23,14 @@ import moat_harness as mh
 ALL = {"users:read", "users:write", "orgs:read", "orgs:write", "audit:read",
        "settings:read", "settings:write", "policies:read", "policies:write",
        "templates:read", "templates:write", "workspaces:own",
-       "workspaces:all"}
+       "workspaces:all", "recordings:read"}
 ROLES = {
     "owner": ALL,
     "admin": ALL,
     "template-admin": {"templates:read", "templates:write", "policies:read"},
-    "auditor": {"audit:read"},
+    "auditor": {"audit:read", "recordings:read"},
     "security-officer": {"settings:read", "settings:write", "policies:read",
-                         "policies:write", "audit:read"},
+                         "policies:write", "audit:read", "recordings:read"},
     "member": {"templates:read", "workspaces:own"},
 }
 PARAMS = {"username": "nobody-here", "owner": "nobody-here",

@@ -32,12 +32,13 @@ expected(enum role r, enum perm p)
 		    p == PERM_TEMPLATES_READ || p == PERM_TEMPLATES_WRITE ||
 		    p == PERM_POLICIES_READ;
 	case ROLE_AUDITOR:
-		return p == PERM_PUBLIC || p == PERM_SELF || p == PERM_AUDIT_READ;
+		return p == PERM_PUBLIC || p == PERM_SELF ||
+		    p == PERM_AUDIT_READ || p == PERM_RECORDINGS_READ;
 	case ROLE_SECURITY_OFFICER:
 		return p == PERM_PUBLIC || p == PERM_SELF ||
 		    p == PERM_SETTINGS_READ || p == PERM_SETTINGS_WRITE ||
 		    p == PERM_POLICIES_READ || p == PERM_POLICIES_WRITE ||
-		    p == PERM_AUDIT_READ;
+		    p == PERM_AUDIT_READ || p == PERM_RECORDINGS_READ;
 	case ROLE_MEMBER:
 		return p == PERM_PUBLIC || p == PERM_SELF ||
 		    p == PERM_TEMPLATES_READ || p == PERM_WORKSPACES_OWN;

@@ -300,6 +300,19 @@ api_param(const struct api_call *c, const char *name)
 	return NULL;
 }
 
+/* Drops a raw answer set earlier. */
+static void
+api_raw_clear(struct api_call *c)
+{
+	if (c->raw_body != NULL) {
+		explicit_bzero(c->raw_body, c->raw_len);
+		free(c->raw_body);
+	}
+	c->raw_body = NULL;
+	c->raw_len = 0;
+	c->raw_type = NULL;
+}
+
 void
 api_error(struct api_call *c, int status, const char *code,
     const char *fmt, ...)
@@ -308,6 +321,7 @@ api_error(struct api_call *c, int status, const char *code,
 
 	json_decref(c->resp);
 	c->resp = NULL;
+	api_raw_clear(c);
 	c->status = status;
 	c->err_code = code;
 	va_start(ap, fmt);
@@ -320,7 +334,24 @@ api_reply(struct api_call *c, int status, json_t *resp)
 {
 	if (c->resp != resp)
 		json_decref(c->resp);
+	api_raw_clear(c);
 	c->resp = resp;
+	c->status = status;
+	c->err_code = NULL;
+	c->err_message[0] = '\0';
+}
+
+void
+api_reply_raw(struct api_call *c, int status, const char *content_type,
+    char *body, size_t len)
+{
+	json_decref(c->resp);
+	c->resp = NULL;
+	if (c->raw_body != body)
+		api_raw_clear(c);
+	c->raw_body = body;
+	c->raw_len = body != NULL ? len : 0;
+	c->raw_type = content_type;
 	c->status = status;
 	c->err_code = NULL;
 	c->err_message[0] = '\0';
@@ -515,6 +546,7 @@ api_job_free(struct api_job *j)
 	json_decref(j->call.resp);
 	json_decref(j->call.audit_target);
 	json_decref(j->call.audit_details);
+	api_raw_clear(&j->call);
 	for (size_t i = 0; i < API_MAX_PARAMS; i++)
 		free(j->call.param_values[i]);
 	for (size_t i = 0; i < API_MAX_HEADERS; i++) {
@@ -681,18 +713,56 @@ api_parse_body(struct api_job *j, struct http_request *req)
 }
 
 static json_t *
+api_actor_of(const struct principal *p, const char *addr)
+{
+	if (p == NULL)
+		return json_pack("{s:s}", "addr", addr);
+	return json_pack("{s:s,s:s,s:s,s:o,s:s,s:s}", "user", p->username,
+	    "user_id", p->user_id, "org", p->org, "roles",
+	    api__roles_json(p->roles), "addr", addr, "auth",
+	    p->token_id[0] != '\0' ? "token" : "session");
+}
+
+static json_t *
 api_actor(const struct api_job *j)
 {
-	const struct principal *p = j->call.who;
-	json_t *a;
+	return api_actor_of(j->call.who, j->addr);
+}
 
-	if (p == NULL)
-		return json_pack("{s:s}", "addr", j->addr);
-	a = json_pack("{s:s,s:s,s:s,s:o,s:s,s:s}", "user", p->username,
-	    "user_id", p->user_id, "org", p->org, "roles",
-	    api__roles_json(p->roles), "addr", j->addr, "auth",
-	    p->token_id[0] != '\0' ? "token" : "session");
-	return a;
+int
+api__audit(struct api_call *c, const char *type, const char *outcome,
+    json_t *target, json_t *details)
+{
+	struct app *app = c->app;
+	json_t *ev = NULL;
+	int r = MOAT_ERR_NOMEM;
+
+	if (app->audit == NULL) {
+		r = 0;		/* no audit log configured (tests) */
+		goto out;
+	}
+	if (!audit_writer_healthy(app->audit)) {
+		r = MOAT_ERR_NOSPACE;
+		goto out;
+	}
+	if ((ev = audit_event_new(type, outcome)) == NULL)
+		goto out;
+	json_object_set_new(ev, "actor", api_actor_of(c->who,
+	    c->client_addr));
+	if (target != NULL)
+		json_object_set(ev, "target", target);
+	if (details != NULL)
+		json_object_set(ev, "details", details);
+	r = audit_emit(app->audit, ev);
+	ev = NULL;
+	if (r != 0)
+		log_warn(COMPONENT, "audit event not recorded",
+		    LF_STR("type", type), LF_STR("error", moat_strerror(r)));
+out:
+	json_decref(ev);
+	json_decref(target);
+	json_decref(details);
+	return r;
 }
 
 static void
@@ -863,6 +933,9 @@ api_done(void *arg)
 		    c->err_code != NULL ? c->err_code : "error",
 		    c->err_message[0] != '\0' ? c->err_message :
 		    http_status_text(c->status));
+	} else if (c->raw_body != NULL) {
+		http_respond(req, c->status, c->raw_type != NULL ? c->raw_type :
+		    "application/octet-stream", c->raw_body, c->raw_len);
 	} else if (c->resp != NULL) {
 		http_respond_json(req, c->status, c->resp);
 	} else {

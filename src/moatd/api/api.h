@@ -70,6 +70,12 @@ struct api_call {
 	char *resp_headers[API_MAX_HEADERS][2];	/* owned name/value pairs */
 	const char *last_event_id;	/* Last-Event-ID header, or NULL */
 
+	/* A non-JSON answer (api_reply_raw): sent as is with its media
+	 * type when status < 400. Wiped when freed (it may be a recording). */
+	char *raw_body;			/* owned */
+	size_t raw_len;
+	const char *raw_type;		/* static string */
+
 	/* Streaming answer (Server-Sent Events): a handler that sets
 	 * stream_fn and leaves status 200 gets, on the loop thread, the
 	 * connection with a "200 text/event-stream" head already written;
@@ -130,6 +136,10 @@ void api_error(struct api_call *c, int status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Sets status and takes ownership of resp. */
 void api_reply(struct api_call *c, int status, json_t *resp);
+/* Sets status and a body that is not JSON: takes ownership of body (len
+ * bytes, from malloc); content_type must be a static string. */
+void api_reply_raw(struct api_call *c, int status, const char *content_type,
+    char *body, size_t len);
 int api_add_header(struct api_call *c, const char *name, const char *value)
     MOAT_MUST_CHECK;
 

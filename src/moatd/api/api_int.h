@@ -80,6 +80,14 @@ int api__query(const char *query, const char *name, char *out, size_t outlen);
 void api__target(struct api_call *c, const char *type, const char *key,
     const char *value);
 
+/* Emits one audit event for a read that must itself be audited (reading
+ * a recording): actor from the call, target and details stolen (NULL:
+ * none). 0 when recorded (or when moatd has no audit log, as in unit
+ * tests); MOAT_ERR_NOSPACE when the audit writer cannot take events, or
+ * another error: the caller then refuses to answer with the data. */
+int api__audit(struct api_call *c, const char *type, const char *outcome,
+    json_t *target, json_t *details) MOAT_MUST_CHECK;
+
 /* Unix seconds as RFC 3339 UTC ("2026-12-03T16:02:25Z") into out[32]. */
 void api__rfc3339(int64_t t, char out[32]);
 
@@ -159,6 +167,9 @@ void h_templates_create(struct api_call *c);
 void h_templates_get(struct api_call *c);
 void h_templates_put(struct api_call *c);
 void h_templates_delete(struct api_call *c);
+/* Session recordings (h_recordings.c). */
+void h_recordings_list(struct api_call *c);
+void h_recordings_get(struct api_call *c);
 
 /* --- body validators (route.validate) --- */
 int v_login(const json_t *body, char *err, size_t errlen);

@@ -260,6 +260,14 @@ const struct api_route api_routes[] = {
 	{ "DELETE", "/api/v1/templates/{name}", PERM_TEMPLATES_WRITE,
 	  h_templates_delete, NOBODY, "template.delete", false,
 	  "Delete a workspace template", NULL, false },
+	/* Session recordings (reading one is audited by its handler). */
+	{ "GET", "/api/v1/recordings", PERM_RECORDINGS_READ,
+	  h_recordings_list, NOBODY, NULL, false,
+	  "Session recordings, newest first (user, workspace, limit, after)",
+	  NULL, false },
+	{ "GET", "/api/v1/recordings/{id}", PERM_RECORDINGS_READ,
+	  h_recordings_get, NOBODY, NULL, false,
+	  "One session recording as asciicast v2 text", NULL, false },
 };
 
 const size_t api_nroutes = NF(api_routes);

@@ -22,10 +22,12 @@ static const uint32_t rbac_grants[ROLE__COUNT] = {
 	[ROLE_ADMIN] = ~0u & ~P(PERM_NONE),
 	[ROLE_TEMPLATE_ADMIN] = P(PERM_SELF) | P(PERM_TEMPLATES_READ) |
 	    P(PERM_TEMPLATES_WRITE) | P(PERM_POLICIES_READ),
-	[ROLE_AUDITOR] = P(PERM_SELF) | P(PERM_AUDIT_READ),
+	[ROLE_AUDITOR] = P(PERM_SELF) | P(PERM_AUDIT_READ) |
+	    P(PERM_RECORDINGS_READ),
 	[ROLE_SECURITY_OFFICER] = P(PERM_SELF) | P(PERM_SETTINGS_READ) |
 	    P(PERM_SETTINGS_WRITE) | P(PERM_POLICIES_READ) |
-	    P(PERM_POLICIES_WRITE) | P(PERM_AUDIT_READ),
+	    P(PERM_POLICIES_WRITE) | P(PERM_AUDIT_READ) |
+	    P(PERM_RECORDINGS_READ),
 	[ROLE_MEMBER] = P(PERM_SELF) | P(PERM_TEMPLATES_READ) |
 	    P(PERM_WORKSPACES_OWN),
 };
@@ -56,6 +58,7 @@ static const char *const rbac_perm_names[PERM__COUNT] = {
 	[PERM_TEMPLATES_WRITE] = "templates:write",
 	[PERM_WORKSPACES_OWN] = "workspaces:own",
 	[PERM_WORKSPACES_ALL] = "workspaces:all",
+	[PERM_RECORDINGS_READ] = "recordings:read",
 };
 
 /* The unauthenticated routes. Adding a line here is a security decision:

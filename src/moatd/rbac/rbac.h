@@ -45,6 +45,7 @@ enum perm {
 	PERM_TEMPLATES_WRITE,
 	PERM_WORKSPACES_OWN,	/* create and use one's own workspaces */
 	PERM_WORKSPACES_ALL,	/* act on anyone's workspaces */
+	PERM_RECORDINGS_READ,	/* session recordings (they hold output) */
 	PERM__COUNT
 };
 

@@ -21,6 +21,7 @@
 #ifndef MOATD_RECSTORE_H
 #define MOATD_RECSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -53,6 +54,10 @@ int recstore_append(struct recording *r, const char *lines, size_t len)
  * (call it periodically while a session is quiet). */
 int recstore_tick(struct recording *r) MOAT_MUST_CHECK;
 
+/* Writes a chunk now whatever the time (nothing when no line is
+ * pending): for a caller that wants the text on disk at once. */
+int recstore_flush(struct recording *r) MOAT_MUST_CHECK;
+
 /* Writes the last chunk, records ended_at and duration, frees r. */
 int recstore_end(struct recording *r, double duration) MOAT_MUST_CHECK;
 
@@ -61,5 +66,10 @@ int recstore_end(struct recording *r, double duration) MOAT_MUST_CHECK;
  * MOAT_ERR_CORRUPT when a chunk fails to open (tampered, moved). */
 int recstore_read(struct recstore *rs, const char *id, char **out,
     size_t *len) MOAT_MUST_CHECK;
+
+/* True when id has the form of a recording id (32 lowercase hex). Ids
+ * sort newest first: store_list() on COLL_RECORDINGS pages through the
+ * recordings from the most recent. */
+bool recstore_valid_id(const char *id);
 
 #endif

@@ -2,7 +2,8 @@
  * serve_api.c - starts the Core API inside `moatd serve` (see serve_api.h).
  *
  * Order: keys (the secrets directory), the store (DATA_DIR/moatd.db, with
- * moatd's collections, store/schema.h), identity, the hasher pool, the
+ * moatd's collections, store/schema.h), the recordings store
+ * (DATA_DIR/recordings, recordings/recstore.h), identity, the hasher pool, the
  * OpenAPI document, the routes; then a timer that checks the secrets
  * directory for a new version (the Kubernetes "..data" swap) on a worker
  * every tls-reload-interval. Freed in the opposite order.
@@ -30,6 +31,7 @@
 #include "drivers/docker/docker.h"
 #include "gateway/gw.h"
 #include "orchestrator/orch.h"
+#include "recordings/recstore.h"
 #include "api/api.h"
 #include "api/api_int.h"
 #include "server/serve_api.h"
@@ -252,6 +254,11 @@ serve_api_setup(struct app *app, struct http_server *srv,
 	}
 	if ((r = open_store(app)) != 0)
 		goto fail;
+	if ((r = recstore_open(&app->recstore, app)) != 0) {
+		log_error(COMPONENT, "cannot open the recordings store",
+		    LF_STR("error", moat_strerror(r)));
+		goto fail;
+	}
 	if ((r = identity_new(&app->identity, app)) != 0) {
 		log_error(COMPONENT, "cannot start identity",
 		    LF_STR("error", moat_strerror(r)));
@@ -313,6 +320,8 @@ serve_api_free(struct serve_api *sa)
 	app->hashers = NULL;
 	identity_free(app->identity);
 	app->identity = NULL;
+	recstore_free(app->recstore);
+	app->recstore = NULL;
 	store_close(app->store);
 	app->store = NULL;
 	keys_free(app->keys);

@@ -56,6 +56,13 @@ static const struct store_index templates_ix[] = {
 	{ .field = "egress_policy", .unique = false },
 };
 
+/* Session recordings (recordings/recstore.c). */
+static const struct store_index recordings_ix[] = {
+	{ .field = "user_id", .unique = false },
+	{ .field = "workspace_id", .unique = false },
+	{ .field = "session_id", .unique = false },
+};
+
 const struct store_collection moatd_collections[] = {
 	/* users hold sealed TOTP seeds ("sealed": {"totp_seed": ...}). */
 	{ COLL_USERS, users_ix, N(users_ix), true },
@@ -75,6 +82,8 @@ const struct store_collection moatd_collections[] = {
 	{ COLL_INSTALLATION, NULL, 0, false },
 	/* Workspace templates. */
 	{ COLL_TEMPLATES, templates_ix, N(templates_ix), false },
+	/* Session recordings: metadata only, nothing sealed. */
+	{ COLL_RECORDINGS, recordings_ix, N(recordings_ix), false },
 };
 
 const size_t moatd_ncollections = N(moatd_collections);

@@ -34,6 +34,11 @@
  * policy in use is not deleted). */
 #define COLL_TEMPLATES "templates"
 
+/* Session recordings' metadata (recordings/recstore.h, which defines the
+ * same name): id ordered newest first; never a sealed value (the text is
+ * sealed in chunk files outside the store). */
+#define COLL_RECORDINGS "recordings"
+
 extern const struct store_collection moatd_collections[];
 extern const size_t moatd_ncollections;
 
