@@ -617,6 +617,10 @@ handle_child_msg(struct gw_sess *s, const uint8_t *pkt, size_t len)
 			s->kill_at = -1;
 			break;
 		}
+		if (m.type == GWCTL_REC_BEGIN)
+			s->recs_open++;
+		else if (m.type == GWCTL_REC_END && s->recs_open > 0)
+			s->recs_open--;
 		gw__rec_queue(s, m.type == GWCTL_REC_BEGIN ? 0 : m.type ==
 		    GWCTL_REC ? 1 : 2, m.ch, m.text, m.text_len, m.duration);
 		break;
@@ -983,6 +987,8 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	static const double every = GW_CHECK_EVERY_S;
 	double now = now_mono();
 	struct gw_checkq *q;
+	struct gw_sess *tick[256];
+	size_t ntick = 0;
 	json_t *snap;
 
 	(void)fd;
@@ -993,12 +999,21 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	for (struct gw_sess *s = g->sessions; s != NULL; s = s->next) {
 		if (s->kill_at > 0 && now >= s->kill_at && !s->dead)
 			sess_kill(s, SIGKILL);
+		if (s->recs_open > 0 && !s->dead && ntick < 256) {
+			s->refs++;
+			tick[ntick++] = s;
+		}
 		if (s->authed && snap != NULL)
 			json_array_append_new(snap, json_pack("{s:s,s:s,s:s}",
 			    "id", s->id, "user_id", s->user_id, "fingerprint",
 			    s->fingerprint));
 	}
 	pthread_mutex_unlock(&g->mu);
+	for (size_t i = 0; i < ntick; i++) {
+		if (!tick[i]->dead)
+			gw__rec_queue(tick[i], 4, -1, NULL, 0, 0);
+		gw__sess_unref(tick[i]);
+	}
 	if (snap == NULL || json_array_size(snap) == 0 || g->check_busy) {
 		json_decref(snap);
 		return;

@@ -40,7 +40,7 @@ struct gw_rec {
 
 struct gw_recop {
 	struct gw_recop *next;
-	int kind;			/* 0 begin, 1 append, 2 end */
+	int kind;			/* gw_rec.c */
 	int ch;
 	char *text;
 	size_t len;
@@ -79,6 +79,7 @@ struct gw_sess {
 	struct gw_recop *recq, *recq_tail;
 	size_t recq_bytes;
 	bool rec_job;			/* a worker drains recq */
+	int recs_open;			/* loop thread: begun, not ended */
 	struct gw_rec recs[GW_MAX_RECS];	/* worker-only while rec_job */
 };
 

@@ -18,41 +18,50 @@
 #include "json.h"
 #include "log.h"
 #include "loop.h"
+#include "recordings/recstore.h"
 
 #include "gateway/gw_int.h"
 #include "gateway/gwctl.h"
 
 #define GW_RECQ_MAX (4u * 1024 * 1024)
 
-/* --- the recording store (recordings/recstore.h once merged) --- */
+/* Kinds of queued operations: 0 begin, 1 append, 2 end, 3 audit event,
+ * 4 tick. */
+
+/* --- the recording store (recordings/recstore.h) --- */
 
 static int
 store_begin(struct gw_sess *s, const char *header, size_t len,
     struct recording **r, char id[33])
 {
-	(void)s;
-	(void)header;
-	(void)len;
+	json_t *meta;
+	int rc;
+
 	*r = NULL;
 	id[0] = '\0';
-	return MOAT_ERR_UNSUPPORTED;
+	if (s->g->app->recstore == NULL)
+		return MOAT_ERR_UNSUPPORTED;
+	meta = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "session_id", s->id,
+	    "user", s->username, "user_id", s->user_id, "workspace", s->ws_name,
+	    "workspace_id", s->ws_id, "owner", s->owner, "client_addr",
+	    s->client);
+	if (meta == NULL)
+		return MOAT_ERR_NOMEM;
+	rc = recstore_begin(s->g->app->recstore, meta, header, len, r, id);
+	json_decref(meta);
+	return rc;
 }
 
 static int
 store_append(struct recording *r, const char *lines, size_t len)
 {
-	(void)r;
-	(void)lines;
-	(void)len;
-	return MOAT_ERR_UNSUPPORTED;
+	return recstore_append(r, lines, len);
 }
 
 static int
 store_end(struct recording *r, double duration)
 {
-	(void)r;
-	(void)duration;
-	return MOAT_ERR_UNSUPPORTED;
+	return recstore_end(r, duration);
 }
 
 /* --- per-session ordered queue --- */
@@ -109,6 +118,14 @@ apply(struct gw_sess *s, struct gw_recop *op)
 		}
 		if (slot != NULL)
 			slot->ended = true;
+		break;
+	case 4:	/* tick: write what waited long enough */
+		for (int i = 0; i < GW_MAX_RECS; i++)
+			if (s->recs[i].ch >= 0 && s->recs[i].r != NULL &&
+			    (r = recstore_tick(s->recs[i].r)) != 0)
+				log_warn(GW_COMPONENT, "recording chunk lost",
+				    LF_STR("session", s->id), LF_STR("error",
+				    moat_strerror(r)));
 		break;
 	case 3: {	/* an audit event from the session process */
 		json_t *w = NULL, *d;

@@ -10,7 +10,8 @@
  *                 127.0.0.1 and ::1, then the CA), tls.key, ca.crt,
  *                 client-ca.crt (= the CA), jwt-signing.pem/.kid (ES256),
  *                 keyring.json (one 256-bit key "k1"), audit-signing.pem/
- *                 .pub/.kid (ES256).
+ *                 .pub/.kid (ES256), ssh-host-ed25519.key and
+ *                 ssh-host-ecdsa.key (the SSH gateway's host keys).
  *   DIR/pki/      what the operator keeps: ca.key (to issue more
  *                 certificates; never inside secrets/), ca.crt,
  *                 ingress.crt/.key (client certificate "ingress") and
