@@ -148,6 +148,13 @@ gw__auth_work(void *arg)
 		deny(q, "user disabled", false);
 		goto out;
 	}
+	if (q->is_signed && !audit_writer_healthy(app->audit)) {
+		deny(q, "audit writer unhealthy (disk nearly full)", false);
+		snprintf(q->message, sizeof(q->message), "moat: new sessions are "
+		    "refused: the audit log's disk is nearly full (sessions are "
+		    "never run unrecorded)");
+		goto out;
+	}
 	if (identity_user_roles(app->identity, uid, &roles) != 0)
 		roles = 0;
 	roles_text(roles, q->roles, sizeof(q->roles));
@@ -207,13 +214,6 @@ gw__auth_work(void *arg)
 			deny(q, "no container runtime", false);
 			snprintf(q->message, sizeof(q->message), "moat: "
 			    "workspaces are unavailable on this server");
-			goto out;
-		}
-		if (!audit_writer_healthy(app->audit)) {
-			deny(q, "audit writer unhealthy (disk nearly full)", false);
-			snprintf(q->message, sizeof(q->message), "moat: new "
-			    "sessions are refused: the audit log's disk is nearly "
-			    "full (sessions are never run unrecorded)");
 			goto out;
 		}
 		q->settings = ssh_settings(app, q->org);

@@ -41,10 +41,10 @@ store_begin(struct gw_sess *s, const char *header, size_t len,
 	id[0] = '\0';
 	if (s->g->app->recstore == NULL)
 		return MOAT_ERR_UNSUPPORTED;
-	meta = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "session_id", s->id,
-	    "user", s->username, "user_id", s->user_id, "workspace", s->ws_name,
-	    "workspace_id", s->ws_id, "owner", s->owner, "client_addr",
-	    s->client);
+	meta = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "session_id",
+	    s->id, "user", s->username, "user_id", s->user_id, "workspace",
+	    s->ws_name, "workspace_id", s->ws_id, "owner", s->owner,
+	    "client_addr", s->client, "org", s->org);
 	if (meta == NULL)
 		return MOAT_ERR_NOMEM;
 	rc = recstore_begin(s->g->app->recstore, meta, header, len, r, id);

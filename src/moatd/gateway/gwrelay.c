@@ -144,7 +144,17 @@ op_pop(struct gwpair *p)
 static void
 notice_now(struct gwpair *p, const char *msg)
 {
+	char tmp[600];
 	size_t n = strlen(msg);
+
+	/* A terminal in raw mode needs CR LF. */
+	if (p->pty && n > 0 && n < 512 && msg[n - 1] == '\n' &&
+	    (n < 2 || msg[n - 2] != '\r')) {
+		memcpy(tmp, msg, n - 1);
+		memcpy(tmp + n - 1, "\r\n", 3);
+		msg = tmp;
+		n++;
+	}
 
 	if (p->d != NULL && ssh_channel_is_open(p->d) &&
 	    ssh_channel_window_size(p->d) >= n)
@@ -289,6 +299,8 @@ gwrelay_flush_recordings(struct gwsess *s, bool all)
 		    p->rec.len >= REC_FLUSH_BYTES || now - p->rec_last_flush >= 1.0))
 			rec_flush(p);
 }
+
+static void pair_fail(struct gwpair *p, const char *msg);
 
 /* --- callbacks (never call libssh I/O from here) --- */
 
@@ -498,7 +510,21 @@ deny_request(struct gwpair *p, const char *what, const char *why,
 }
 
 static const char ft_msg[] = "moat: file transfer (sftp, scp) is turned off "
-    "by your organization's policy\r\n";
+    "by your organization's policy\n";
+
+/* Refuses a start request the way OpenSSH's client can show: the request
+ * succeeds, the reason goes to stderr, the exit status is 1 and the
+ * channel closes. (A request failure makes the client exit at once,
+ * dropping whatever the server wrote to stderr before it.) */
+static int
+refuse_start(struct gwpair *p, const char *msg)
+{
+	p->start_queued = true;
+	p->u_failed = true;
+	p->fail_status = 1;
+	pair_fail(p, msg);
+	return 0;
+}
 
 /* "scp ..." in either direction (the legacy protocol: scp -t / scp -f). */
 static bool
@@ -561,8 +587,7 @@ cb_d_exec(ssh_session session, ssh_channel ch, const char *cmd, void *arg)
 				json_object_set_new(d, "command",
 				    json_string(cmd));
 			gwsess_audit(p->s, "file_transfer.denied", "denied", d);
-			notice_now(p, ft_msg);
-			return -1;
+			return refuse_start(p, ft_msg);
 		}
 		if (d != NULL) {
 			json_object_set_new(d, "command", json_string(cmd));
@@ -594,8 +619,7 @@ cb_d_subsystem(ssh_session session, ssh_channel ch, const char *name,
 		if (d != NULL)
 			json_object_set_new(d, "protocol", json_string("sftp"));
 		gwsess_audit(p->s, "file_transfer.denied", "denied", d);
-		notice_now(p, ft_msg);
-		return -1;
+		return refuse_start(p, ft_msg);
 	}
 	gwsess_audit(p->s, "file_transfer.allowed", "success",
 	    json_pack("{s:i,s:s}", "channel", p->id, "protocol", "sftp"));
@@ -945,7 +969,7 @@ run_ops(struct gwpair *p)
 
 				gwsess_audit(p->s, "session.start", "failure", d);
 				pair_fail(p, "moat: the workspace refused the "
-				    "request\r\n");
+				    "request\n");
 			} else {
 				session_started(p);
 			}
@@ -970,7 +994,7 @@ open_upstream(struct gwpair *p)
 		if (p->kind == GWP_SESSION)
 			pair_fail(p, s->upstream_fail_msg != NULL ?
 			    s->upstream_fail_msg : "moat: the workspace is "
-			    "unavailable\r\n");
+			    "unavailable\n");
 		return;
 	}
 	if (!s->upstream_ready)
@@ -979,7 +1003,7 @@ open_upstream(struct gwpair *p)
 		if ((p->u = ssh_channel_new(s->u)) == NULL) {
 			p->u_failed = true;
 			pair_fail(p, "moat: cannot open a channel in the "
-			    "workspace\r\n");
+			    "workspace\n");
 			return;
 		}
 		if (ssh_set_channel_callbacks(p->u, &p->ucb) != SSH_OK)
@@ -1006,7 +1030,7 @@ open_upstream(struct gwpair *p)
 		gwsess_audit(s, "port_forward.open", "failure", pair_details(p));
 		p->d_eof = true;
 	} else {
-		pair_fail(p, "moat: cannot open a session in the workspace\r\n");
+		pair_fail(p, "moat: cannot open a session in the workspace\n");
 	}
 }
 
@@ -1175,7 +1199,8 @@ pump_pair(struct gwsess *s, struct gwpair *p)
 	if (p->fail_msg != NULL && p->d != NULL && p->d_open &&
 	    !p->d_close_sent) {
 		notice_now(p, p->fail_msg);
-		(void)ssh_channel_request_send_exit_status(p->d, 255);
+		(void)ssh_channel_request_send_exit_status(p->d,
+		    p->fail_status != 0 ? p->fail_status : 255);
 		(void)ssh_channel_send_eof(p->d);
 		close_d(p);
 		close_u(p);
@@ -1211,21 +1236,23 @@ pump_pair(struct gwsess *s, struct gwpair *p)
 		if ((p->u_eof || p->u_failed) && p->q_ud.len == 0 &&
 		    p->q_ude.len == 0 && !p->pull_u && !p->pull_ue &&
 		    !p->d_closed) {
-			if (p->kind == GWP_SESSION && !p->status_sent) {
-				if (p->have_status)
-					(void)ssh_channel_request_send_exit_status(
-					    p->d, p->exit_status);
-				if (p->have_signal)
-					(void)ssh_channel_request_send_exit_signal(
-					    p->d, p->sig, p->sig_core ? 1 : 0,
-					    p->sig_msg, "");
-				p->status_sent = true;
-			}
 			if (!p->d_eof_sent) {
 				(void)ssh_channel_send_eof(p->d);
 				p->d_eof_sent = true;
 			}
+			/* sshd may send the exit status after its EOF, never
+			 * after its close. */
 			if (p->u_closed || p->u_failed) {
+				if (p->kind == GWP_SESSION && !p->status_sent) {
+					if (p->have_status)
+						(void)ssh_channel_request_send_exit_status(
+						    p->d, p->exit_status);
+					if (p->have_signal)
+						(void)ssh_channel_request_send_exit_signal(
+						    p->d, p->sig, p->sig_core ? 1 : 0,
+						    p->sig_msg, "");
+					p->status_sent = true;
+				}
 				close_d(p);
 				moved = true;
 			}
@@ -1236,8 +1263,11 @@ pump_pair(struct gwsess *s, struct gwpair *p)
 		close_u(p);
 		close_d(p);
 	}
-	/* Upstream closed and the client has nothing more to get. */
-	if ((p->u_closed || p->u_failed) && p->d_eof_sent)
+	/* Upstream closed and the client has everything. */
+	if ((p->u_closed || p->u_failed) && p->d_eof_sent && p->status_sent)
+		close_d(p);
+	if ((p->u_closed || p->u_failed) && p->d_eof_sent &&
+	    p->kind != GWP_SESSION)
 		close_d(p);
 	if (p->u_closed && !p->u_close_sent && p->d_close_sent)
 		close_u(p);

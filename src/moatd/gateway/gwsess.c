@@ -336,7 +336,7 @@ cb_ctl(socket_t fd, int revents, void *arg)
 	case GWCTL_CLOSE: {
 		char line[512];
 
-		snprintf(line, sizeof(line), "\r\nmoat: %s\r\n", m.text != NULL ?
+		snprintf(line, sizeof(line), "moat: %s\n", m.text != NULL ?
 		    m.text : "the session was ended");
 		gwrelay_close_all(s, line);
 		s->closing = true;
@@ -582,7 +582,7 @@ housekeeping(struct gwsess *s)
 	}
 	if (s->idle_s > 0 && s->forwards_open == 0 && !s->closing &&
 	    now - s->last_io >= s->idle_s) {
-		gwrelay_close_all(s, "\r\nmoat: the session was idle too long\r\n");
+		gwrelay_close_all(s, "moat: the session was idle too long\n");
 		s->closing = true;
 	}
 	if (s->closing && s->pairs == NULL)

@@ -82,7 +82,8 @@ struct gwpair {
 	int exit_status;
 	char *sig, *sig_msg;
 	bool sig_core;
-	char *fail_msg;			/* shown on stderr, then exit 255 */
+	char *fail_msg;			/* shown on stderr, then exit */
+	int fail_status;		/* that exit status; 0 means 255 */
 	/* what it is */
 	char what[16];			/* shell, exec, sftp, subsystem, forward */
 	char *command;
