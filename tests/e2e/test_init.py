@@ -21,7 +21,8 @@ import moat_harness as mh
 SECRET_KEYS = sorted([
     "tls.crt", "tls.key", "ca.crt", "client-ca.crt", "jwt-signing.pem",
     "jwt-signing.kid", "keyring.json", "audit-signing.pem",
-    "audit-signing.pub", "audit-signing.kid"])
+    "audit-signing.pub", "audit-signing.kid", "ssh-host-ed25519.key",
+    "ssh-host-ecdsa.key"])
 PKI_FILES = sorted(["ca.key", "ca.crt", "ingress.crt", "ingress.key",
                     "moatd-client.crt", "moatd-client.key"])
 VERSION_RE = re.compile(r"^\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{9}$")

@@ -35,7 +35,8 @@
 static const char *const secret_keys[] = {
 	"tls.crt", "tls.key", "ca.crt", "client-ca.crt", "jwt-signing.pem",
 	"jwt-signing.kid", "keyring.json", "audit-signing.pem",
-	"audit-signing.pub", "audit-signing.kid",
+	"audit-signing.pub", "audit-signing.kid", "ssh-host-ed25519.key",
+	"ssh-host-ecdsa.key",
 };
 #define NSECRET_KEYS (sizeof(secret_keys) / sizeof(secret_keys[0]))
 
