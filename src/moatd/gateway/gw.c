@@ -511,7 +511,7 @@ up_done(void *arg)
 		    "{s:s}", "reason", q->status < 0 ? q->reason : "timeout"));
 	} else {
 		if (strcmp(q->state, s->last_state) != 0) {
-			char text[300];
+			char text[600];
 
 			snprintf(text, sizeof(text), "workspace %s is %s%s%s",
 			    s->ws_name, q->state, q->reason[0] != '\0' ? ": " :
@@ -1286,8 +1286,10 @@ gw_session_end(struct gw *g, const char *id, const char *why)
 			continue;
 		m = json_pack("{s:s,s:s}", "t", "close", "message", why != NULL ?
 		    why : "the session was ended by an administrator");
-		if (m != NULL && s->ctl >= 0)
-			(void)gwctl_send(s->ctl, m, NULL, 0);
+		if (m != NULL && s->ctl >= 0 &&
+		    gwctl_send(s->ctl, m, NULL, 0) != 0)
+			log_debug(GW_COMPONENT, "session process did not take "
+			    "the close message", LF_STR("session", s->id));
 		json_decref(m);
 		if (s->kill_at <= 0)
 			s->kill_at = now_mono() + 1.0;

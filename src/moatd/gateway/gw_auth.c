@@ -116,7 +116,7 @@ gw__auth_work(void *arg)
 	struct app *app = q->s->g->app;
 	struct sshkey_info info;
 	json_t *key = NULL, *user = NULL, *owner = NULL, *ws = NULL;
-	char why[160], ownername[80], wsname[80], k[160];
+	char why[160], ownername[64], wsname[64], k[160];
 	const char *dot, *uid;
 	role_mask roles = 0;
 	int r;
@@ -170,14 +170,14 @@ gw__auth_work(void *arg)
 		}
 		memcpy(ownername, q->login, on);
 		ownername[on] = '\0';
-		snprintf(wsname, sizeof(wsname), "%s", dot + 1);
+		snprintf(wsname, sizeof(wsname), "%.63s", dot + 1);
 	} else {
 		if (!label_ok(q->login, strlen(q->login))) {
 			deny(q, "malformed login name", true);
 			goto out;
 		}
-		snprintf(ownername, sizeof(ownername), "%s", q->username);
-		snprintf(wsname, sizeof(wsname), "%s", q->login);
+		snprintf(ownername, sizeof(ownername), "%.63s", q->username);
+		snprintf(wsname, sizeof(wsname), "%.63s", q->login);
 	}
 	q->other_owner = strcmp(ownername, q->username) != 0;
 	if (q->other_owner ? !rbac_allows(roles, PERM_WORKSPACES_ALL) :
