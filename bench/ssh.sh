@@ -2,7 +2,7 @@
 # bench/ssh.sh - the SSH gateway against OpenSSH, in one run on this
 # machine: 1 GiB through the gateway into a workspace, directly to an
 # OpenSSH sshd on loopback, and through OpenSSH ProxyJump (that sshd
-# jumping to itself); and session set-up time (`ssh ... true`, median of
+# jumping to itself on its second loopback address); and session set-up time (`ssh ... true`, median of
 # SETUP_ROUNDS) for each. Then CONC concurrent gateway sessions each moving
 # 10 MiB with their checksums compared.
 # Usage: bench/ssh.sh [BUILD_DIR] (default build/release).
@@ -140,6 +140,7 @@ chmod 600 "$work/authorized_keys"
 mkdir -p /run/sshd
 cat > "$work/sshd_config" <<EOF
 ListenAddress 127.0.0.1:$sport
+ListenAddress 127.0.0.2:$sport
 HostKey $work/sshd_host
 PidFile $work/sshd.pid
 AuthorizedKeysFile $work/authorized_keys
@@ -163,6 +164,7 @@ done
 gw_pub=$(ssh-keygen -y -f "$work/data/secrets/ssh-host-ed25519.key")
 echo "[127.0.0.1]:$gport $gw_pub" > "$work/known_hosts"
 echo "[127.0.0.1]:$sport $(cut -d' ' -f1,2 "$work/sshd_host.pub")" >> "$work/known_hosts"
+echo "[127.0.0.2]:$sport $(cut -d' ' -f1,2 "$work/sshd_host.pub")" >> "$work/known_hosts"
 common=(-F /dev/null -o "UserKnownHostsFile=$work/known_hosts"
   -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes
   -o BatchMode=yes -o IdentitiesOnly=yes -i "$work/id" -o LogLevel=ERROR)
@@ -182,9 +184,10 @@ EOF
 
 gateway=(ssh "${common[@]}" -p "$gport" bench@127.0.0.1)
 direct=(ssh "${common[@]}" -p "$sport" root@127.0.0.1)
-jump=(ssh -F "$work/ssh_config" -J "root@127.0.0.1:$sport" -p "$sport" root@127.0.0.1)
+# (127.0.0.2: OpenSSH refuses a jump whose target names the jump host.)
+jump=(ssh -F "$work/ssh_config" -J "root@127.0.0.1:$sport" -p "$sport" root@127.0.0.2)
 "${gateway[@]}" true && "${direct[@]}" true && "${jump[@]}" true ||
-  { echo "bench: a path does not work" >&2; tail -20 "$work/moatd.log" "$work/sshd.log" >&2; exit 1; }
+  { echo "bench: a path does not work" >&2; tail -n 20 "$work/moatd.log" "$work/sshd.log" >&2; exit 1; }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 now() { date +%s.%N; }
