@@ -549,8 +549,10 @@ def test_admin_ends_live_session(env):
     assert time.monotonic() - t0 < 10
     assert p.returncode != 0
     assert "ended by an administrator" in err, err
-    assert call(env.m, "DELETE", f"/api/v1/sessions/{s['id']}",
-                env.admin).status == 404
+    mh.wait_until(lambda: call(env.m, "DELETE", f"/api/v1/sessions/{s['id']}",
+                               env.admin).status == 404, 10,
+                  what="the session gone from the table")
+    assert s["id"] not in [x["id"] for x in sessions(env)]
     # Members may not list or end sessions.
     assert call(env.m, "GET", "/api/v1/sessions", tok).status == 403
     env.audit(lambda e: e.get("type") == "ssh.session.end" and
@@ -646,3 +648,57 @@ def test_audit_disk_full_refuses_new_sessions(env, tmp_path):
         assert "audit log's disk is nearly full" in r.stderr, r.stderr
     finally:
         procs.stop_all()
+
+
+def test_remote_forwarding_follows_policy(env, tmp_path):
+    import functools
+    import http.server
+    user, tok, key, ws = env.user_with_ws("rfwd")
+    (tmp_path / "hello.txt").write_text("from the laptop\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(tmp_path))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    hport = srv.server_address[1]
+    try:
+        r = env.ssh(key, "rfwd", "curl -s --max-time 10 "
+                    "http://127.0.0.1:18080/hello.txt",
+                    extra=("-o", "ExitOnForwardFailure=yes", "-R",
+                           f"18080:127.0.0.1:{hport}"))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "from the laptop\n"
+        env.audit(lambda e: e.get("type") == "port_forward.open" and
+                  e.get("actor", {}).get("user") == user and
+                  e["details"].get("request") == "tcpip-forward")
+        before = settings_ssh(env, port_forwarding=False)
+        try:
+            r = env.ssh(key, "rfwd", "true",
+                        extra=("-o", "ExitOnForwardFailure=yes", "-R",
+                               f"18080:127.0.0.1:{hport}"))
+        finally:
+            settings_ssh(env, **before)
+        assert r.returncode == 255
+        assert "remote port forwarding failed" in r.stderr
+    finally:
+        srv.shutdown()
+
+
+def test_record_input_switch(env):
+    user, tok, key, ws = env.user_with_ws("keys")
+    before = settings_ssh(env, record_input=True)
+    try:
+        r = env.ssh(key, "keys", extra=("-tt",),
+                    input="echo typed-$((1+1))\nexit\n")
+        assert r.returncode == 0, r.stderr
+    finally:
+        settings_ssh(env, **before)
+    rec = mh.wait_until(lambda: [x for x in call(
+        env.m, "GET", f"/api/v1/recordings?user={user}",
+        env.admin).json()["recordings"] if x.get("ended_at")], 20,
+        what="recording ended")[0]
+    text = call(env.m, "GET", f"/api/v1/recordings/{rec['id']}",
+                env.admin).text
+    events = [json.loads(x) for x in text.splitlines()[1:]]
+    typed = "".join(e[2] for e in events if e[1] == "i")
+    assert "echo typed-$((1+1))" in typed
+    assert "typed-2" in "".join(e[2] for e in events if e[1] == "o")

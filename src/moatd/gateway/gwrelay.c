@@ -175,7 +175,7 @@ pair_details(struct gwpair *p)
 		if (p->pty)
 			json_object_set_new(d, "term", json_string(p->term));
 	}
-	if (p->kind == GWP_FORWARD) {
+	if (p->kind == GWP_FORWARD || p->kind == GWP_REVERSE) {
 		json_object_set_new(d, "host", json_string(p->dest_host));
 		json_object_set_new(d, "port", json_integer(p->dest_port));
 		json_object_set_new(d, "originator", json_string(p->orig_host));
@@ -559,6 +559,9 @@ start_request(struct gwpair *p, enum gwop_kind kind, const char *arg)
 		break;
 	}
 	op_push(p, kind, arg, NULL, 0, 0);
+	/* From now on (typed-ahead input included), not from the upstream's
+	 * answer. */
+	rec_begin(p);
 	return 0;
 }
 
@@ -762,6 +765,101 @@ open_forward(struct gwsess *s, ssh_message msg)
 	return 0;
 }
 
+/* -R: a listener inside the workspace (its sshd binds it, on loopback
+ * unless its GatewayPorts says otherwise). The upstream request is made
+ * here, blocking: libssh answers the client when this returns, and the
+ * client's socket is locked while its callback runs, so only the upstream
+ * leg's packets are handled meanwhile (their callbacks only queue). */
+static int
+remote_forward(struct gwsess *s, ssh_message msg, bool open)
+{
+	const char *addr = ssh_message_global_request_address(msg);
+	int port = ssh_message_global_request_port(msg), bound = 0, rc;
+	json_t *d;
+
+	if (addr == NULL)
+		addr = "";
+	d = json_pack("{s:s,s:s,s:i}", "request", open ? "tcpip-forward" :
+	    "cancel-tcpip-forward", "host", addr, "port", port);
+	/* Right after login the workspace may still be starting. */
+	if (open && s->set.port_forwarding && !s->upstream_ready)
+		gwsess_wait_upstream(s, 180000);
+	if (open && (!s->set.port_forwarding || !s->upstream_ready ||
+	    port < 0 || port > 65535)) {
+		if (d != NULL)
+			json_object_set_new(d, "reason", json_string(
+			    !s->set.port_forwarding ? "port forwarding is turned "
+			    "off by policy" : "the workspace is not connected yet"));
+		gwsess_audit(s, "port_forward.denied", "denied", d);
+		return 1;
+	}
+	if (!s->upstream_ready) {
+		json_decref(d);
+		return 1;
+	}
+	ssh_set_blocking(s->u, 1);
+	rc = open ? ssh_channel_listen_forward(s->u, addr, port, &bound) :
+	    ssh_channel_cancel_forward(s->u, addr, port);
+	ssh_set_blocking(s->u, 0);
+	if (rc != SSH_OK) {
+		if (d != NULL)
+			json_object_set_new(d, "reason", json_string("the "
+			    "workspace refused it"));
+		gwsess_audit(s, open ? "port_forward.open" : "port_forward.close",
+		    "failure", d);
+		return 1;
+	}
+	if (open)
+		s->rforwards++;
+	else if (s->rforwards > 0)
+		s->rforwards--;
+	if (d != NULL && open && port == 0)
+		json_object_set_new(d, "bound_port", json_integer(bound));
+	gwsess_audit(s, open ? "port_forward.open" : "port_forward.close",
+	    "success", d);
+	(void)ssh_message_global_request_reply_success(msg,
+	    (uint16_t)(port == 0 ? bound : port));
+	return 0;
+}
+
+int
+gwrelay_upstream_message(ssh_session session, ssh_message msg, void *arg)
+{
+	struct gwsess *s = arg;
+	struct gwpair *p;
+	ssh_channel ch;
+	const char *host, *orig;
+
+	(void)session;
+	if (ssh_message_type(msg) != SSH_REQUEST_CHANNEL_OPEN ||
+	    ssh_message_subtype(msg) != SSH_CHANNEL_FORWARDED_TCPIP ||
+	    s->rforwards == 0 || !s->set.port_forwarding)
+		return 1;
+	if ((p = pair_new(s, GWP_REVERSE)) == NULL)
+		return 1;
+	snprintf(p->what, sizeof(p->what), "reverse");
+	host = ssh_message_channel_request_open_destination(msg);
+	orig = ssh_message_channel_request_open_originator(msg);
+	snprintf(p->dest_host, sizeof(p->dest_host), "%s", host != NULL ?
+	    host : "");
+	p->dest_port = ssh_message_channel_request_open_destination_port(msg);
+	snprintf(p->orig_host, sizeof(p->orig_host), "%s", orig != NULL ?
+	    orig : "127.0.0.1");
+	p->orig_port = ssh_message_channel_request_open_originator_port(msg);
+	p->started = true;
+	if ((ch = ssh_message_channel_request_open_reply_accept(msg)) == NULL) {
+		p->d_closed = p->d_close_sent = p->d_eof = true;
+		p->u_failed = true;
+		return 0;
+	}
+	p->u = ch;
+	p->u_open = true;
+	if (ssh_set_channel_callbacks(ch, &p->ucb) != SSH_OK)
+		log_warn(GWSESS_COMPONENT, "cannot set channel callbacks");
+	s->forwards_open++;
+	return 0;
+}
+
 int
 gwrelay_message(ssh_session session, ssh_message msg, void *arg)
 {
@@ -771,12 +869,9 @@ gwrelay_message(ssh_session session, ssh_message msg, void *arg)
 	(void)session;
 	if (type == SSH_REQUEST_CHANNEL_OPEN && sub == SSH_CHANNEL_DIRECT_TCPIP)
 		return open_forward(s, msg);
-	if (type == SSH_REQUEST_GLOBAL && sub == SSH_GLOBAL_REQUEST_TCPIP_FORWARD) {
-		gwsess_audit(s, "port_forward.denied", "denied", json_pack(
-		    "{s:s,s:s}", "request", "tcpip-forward", "reason",
-		    "remote forwarding (-R) is not relayed"));
-		return 1;
-	}
+	if (type == SSH_REQUEST_GLOBAL && (sub == SSH_GLOBAL_REQUEST_TCPIP_FORWARD
+	    || sub == SSH_GLOBAL_REQUEST_CANCEL_TCPIP_FORWARD))
+		return remote_forward(s, msg, sub == SSH_GLOBAL_REQUEST_TCPIP_FORWARD);
 	if (type == SSH_REQUEST_CHANNEL && sub == SSH_CHANNEL_REQUEST_X11) {
 		gwsess_audit(s, "ssh.request.denied", "denied", json_pack(
 		    "{s:s,s:s}", "request", "x11-req", "reason",
@@ -987,7 +1082,8 @@ open_upstream(struct gwpair *p)
 	struct gwsess *s = p->s;
 	int rc;
 
-	if (p->kind == GWP_AGENT || p->u_failed || p->u_open || p->d_closed)
+	if (p->kind == GWP_AGENT || p->kind == GWP_REVERSE || p->u_failed ||
+	    p->u_open || p->d_closed)
 		return;
 	if (s->upstream_failed) {
 		p->u_failed = true;
@@ -1040,7 +1136,8 @@ open_downstream(struct gwpair *p)
 {
 	int rc;
 
-	if (p->kind != GWP_AGENT || p->d_open || p->d_closed)
+	if ((p->kind != GWP_AGENT && p->kind != GWP_REVERSE) || p->d_open ||
+	    p->d_closed)
 		return;
 	if (p->d == NULL) {
 		if ((p->d = ssh_channel_new(p->s->d)) == NULL) {
@@ -1052,14 +1149,17 @@ open_downstream(struct gwpair *p)
 			log_warn(GWSESS_COMPONENT, "cannot set channel callbacks");
 		p->d_opening = true;
 	}
-	rc = ssh_channel_open_auth_agent(p->d);
+	rc = p->kind == GWP_AGENT ? ssh_channel_open_auth_agent(p->d) :
+	    ssh_channel_open_reverse_forward(p->d, p->dest_host, p->dest_port,
+	    p->orig_host, p->orig_port);
 	if (rc == SSH_AGAIN)
 		return;
 	p->d_opening = false;
 	if (rc == SSH_OK) {
 		p->d_open = true;
-		gwsess_audit(p->s, "agent_forward.open", "success",
-		    json_pack("{s:i}", "channel", p->id));
+		if (p->kind == GWP_AGENT)
+			gwsess_audit(p->s, "agent_forward.open", "success",
+			    json_pack("{s:i}", "channel", p->id));
 	} else {
 		p->d_closed = p->d_close_sent = true;
 		p->d_eof = true;
@@ -1127,11 +1227,13 @@ pair_finish(struct gwsess *s, struct gwpair *p)
 	rec_end(p);
 	if (p->kind == GWP_SESSION && p->started)
 		gwsess_audit(s, "session.end", "success", d);
-	else if (p->kind == GWP_FORWARD && p->u_open)
+	else if ((p->kind == GWP_FORWARD || p->kind == GWP_REVERSE) &&
+	    p->u_open && p->d_open)
 		gwsess_audit(s, "port_forward.close", "success", d);
 	else
 		json_decref(d);
-	if (p->kind == GWP_FORWARD && s->forwards_open > 0)
+	if ((p->kind == GWP_FORWARD || p->kind == GWP_REVERSE) &&
+	    s->forwards_open > 0)
 		s->forwards_open--;
 }
 

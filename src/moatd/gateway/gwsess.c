@@ -484,6 +484,7 @@ connect_upstream(struct gwsess *s)
 	s->ucbs.channel_open_request_auth_agent_function = gwrelay_agent_open;
 	if (ssh_set_callbacks(u, &s->ucbs) != SSH_OK)
 		goto fail;
+	ssh_set_message_callback(u, gwrelay_upstream_message, s);
 	ssh_set_blocking(u, 0);
 	if (ssh_event_add_session(s->ev, u) != SSH_OK)
 		goto fail;
@@ -511,6 +512,31 @@ out:
 	if (kfd >= 0)
 		close(kfd);
 	json_decref(m);
+}
+
+void
+gwsess_wait_upstream(struct gwsess *s, int timeout_ms)
+{
+	double end = gwsess_now() + timeout_ms / 1000.0;
+
+	while (!s->upstream_ready && !s->upstream_failed && !s->done) {
+		struct pollfd pfd = { .fd = GWSESS_CTL_FD, .events = POLLIN };
+		double left = end - gwsess_now();
+		int r;
+
+		if (s->upstream_msg != NULL) {
+			connect_upstream(s);
+			continue;
+		}
+		if (left <= 0)
+			break;
+		r = poll(&pfd, 1, (int)(left * 1000) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		(void)cb_ctl(GWSESS_CTL_FD, pfd.revents, s);
+	}
 }
 
 static void

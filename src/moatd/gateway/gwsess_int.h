@@ -56,7 +56,7 @@ struct gwop {
 	int cols, rows;
 };
 
-enum gwpair_kind { GWP_SESSION, GWP_FORWARD, GWP_AGENT };
+enum gwpair_kind { GWP_SESSION, GWP_FORWARD, GWP_AGENT, GWP_REVERSE };
 
 struct gwsess;
 
@@ -129,6 +129,7 @@ struct gwsess {
 	struct gwpair *pairs;
 	int next_id;
 	unsigned forwards_open;
+	unsigned rforwards;		/* -R listeners open upstream */
 	char **progress;		/* lines waiting for a session channel */
 	size_t nprogress;
 	uint64_t bytes_in, bytes_out, reported_in, reported_out;
@@ -141,6 +142,9 @@ struct gwsess {
 double gwsess_now(void);
 /* Sends a control message (borrowed); failures end the session. */
 void gwsess_send(struct gwsess *s, json_t *obj);
+/* Waits (blocking, up to timeout_ms) until the upstream connection is
+ * made or has failed: for a request that cannot be answered later. */
+void gwsess_wait_upstream(struct gwsess *s, int timeout_ms);
 /* Reports an audit event of an allowed type (details: new reference). */
 void gwsess_audit(struct gwsess *s, const char *type, const char *outcome,
     json_t *details);
@@ -152,6 +156,9 @@ struct gwpair *gwrelay_new_session(struct gwsess *s, ssh_channel d);
 int gwrelay_message(ssh_session session, ssh_message msg, void *arg);
 /* Upstream: an "auth-agent@openssh.com" channel the workspace opens. */
 ssh_channel gwrelay_agent_open(ssh_session session, void *arg);
+/* Upstream's message callback: "forwarded-tcpip" channels (-R). */
+int gwrelay_upstream_message(ssh_session session, ssh_message msg,
+    void *arg);
 /* Does every pending write, request, EOF and close. Returns true when
  * more can be done at once (call again without waiting). */
 bool gwrelay_pump(struct gwsess *s);
