@@ -28,7 +28,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ca="$work/data/secrets/ca.crt"
 port=$(free_port); mport=$(free_port)
 "$build/moatd" --data-dir "$work/data" --listen "127.0.0.1:$port" \
-  --metrics-listen "127.0.0.1:$mport" --audit-fsync batch 2>"$work/moatd.log" &
+  --metrics-listen "127.0.0.1:$mport" --audit-fsync batch --ssh-listen "" \
+  2>"$work/moatd.log" &
 mpid=$!; pids+=($mpid)
 url="https://127.0.0.1:$port"
 for _ in $(seq 1 100); do

@@ -35,7 +35,7 @@ n_tls=$(free_port); n_plain=$(free_port)
 
 "$build/moatd" --data-dir "$work/data" --listen "127.0.0.1:$m_tls" \
   --plain-listen "127.0.0.1:$m_plain" --metrics-listen "127.0.0.1:$m_metrics" \
-  --audit-fsync none 2>"$work/moatd.log" &
+  --audit-fsync none --ssh-listen "" 2>"$work/moatd.log" &
 mpid=$!; pids+=($mpid)
 
 mkdir -p "$work/nginx/logs"

@@ -87,7 +87,7 @@ port=$(free_port); mport=$(free_port)
 level=info; [ "$PROFILE" = 1 ] && level=debug
 # Its own session: a ^C reaches the script, whose cleanup then deletes the
 # workspaces through moatd before stopping it.
-setsid "$build/moatd" --data-dir "$work/data" --listen "127.0.0.1:$port" \
+setsid "$build/moatd" --data-dir "$work/data" --listen "127.0.0.1:$port" --ssh-listen "" \
   --metrics-listen "127.0.0.1:$mport" --runtime-socket "$sock" \
   --run-dir "$work/run" --reconcile-interval 300ms --log-level "$level" \
   2>"$work/moatd.log" &

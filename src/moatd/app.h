@@ -19,6 +19,7 @@ struct metrics;
 struct identity;
 struct api_state;
 struct orch;
+struct gw;
 struct recstore;
 
 struct app {
@@ -35,6 +36,7 @@ struct app {
 	const char *default_org;	/* "default" */
 	struct api_state *api;		/* api.c's own state (api_free) */
 	struct orch *orch;		/* workspaces; NULL when not serving them */
+	struct gw *gateway;		/* the SSH gateway; NULL when off */
 	struct recstore *recstore;	/* session recordings (blocking:
 					 * workers or session threads) */
 };

@@ -6,12 +6,14 @@
  *   moatd backup --data-dir DIR OUT          consistent backup, while running
  *   moatd restore BACKUP --data-dir NEWDIR   a new data directory from it
  *   moatd [serve] --data-dir DIR    run the control plane
+ *   moatd ssh-session               one SSH connection (spawned by serve)
  *
  * Each subcommand lives in its own module; main only chooses one.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "gateway/gw.h"
 #include "identity/reset.h"
 #include "secrets/init.h"
 #include "secrets/rotate.h"
@@ -49,6 +51,8 @@ main(int argc, char **argv)
 		return moatd_backup_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "restore") == 0)
 		return moatd_restore_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "ssh-session") == 0)
+		return moatd_ssh_session_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return moatd_serve_main(argc - 2, argv + 2);
 	if (argc == 2 && strcmp(argv[1], "config-reference") == 0) {

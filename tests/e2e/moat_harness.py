@@ -605,6 +605,7 @@ class Moatd:
                  exe: str | os.PathLike | None = None):
         self.procs = procs
         self.exe = Path(exe) if exe is not None else binary("moatd")
+        self.stand_in = exe is not None
         self.data_dir = Path(data_dir)
         self.extra_args = [str(a) for a in extra_args]
         self.env = dict(env or {})
@@ -651,10 +652,17 @@ class Moatd:
         return self.data_dir / "audit" / "audit.log"
 
     def command(self) -> list[str]:
+        # The SSH gateway's default port (2222) would clash between
+        # moatds started side by side: a free port unless the test names
+        # one (or "" to turn the gateway off).
+        ssh = [] if self.stand_in or any(
+            a == "--ssh-listen" or a.startswith("--ssh-listen=")
+            for a in self.extra_args) else \
+            ["--ssh-listen", f"127.0.0.1:{free_port()}"]
         return [str(self.exe), "--data-dir", str(self.data_dir),
                 "--listen", f"127.0.0.1:{self.port}",
                 "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-                *self.extra_args]
+                *ssh, *self.extra_args]
 
     def start(self) -> "Moatd":
         if not self.exe.exists():

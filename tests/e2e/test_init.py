@@ -22,7 +22,7 @@ SECRET_KEYS = sorted([
     "tls.crt", "tls.key", "ca.crt", "client-ca.crt", "jwt-signing.pem",
     "jwt-signing.kid", "keyring.json", "audit-signing.pem",
     "audit-signing.pub", "audit-signing.kid", "moatd-client.crt",
-    "moatd-client.key"])
+    "moatd-client.key", "ssh-host-ed25519.key", "ssh-host-ecdsa.key"])
 PKI_FILES = sorted(["ca.key", "ca.crt", "ingress.crt", "ingress.key",
                     "moatd-client.crt", "moatd-client.key", "moat-proxy.crt",
                     "moat-proxy.key"])

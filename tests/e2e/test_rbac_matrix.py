@@ -23,7 +23,7 @@ import moat_harness as mh
 ALL = {"users:read", "users:write", "orgs:read", "orgs:write", "audit:read",
        "settings:read", "settings:write", "policies:read", "policies:write",
        "templates:read", "templates:write", "workspaces:own",
-       "workspaces:all", "recordings:read"}
+       "workspaces:all", "recordings:read", "sessions:admin"}
 ROLES = {
     "owner": ALL,
     "admin": ALL,

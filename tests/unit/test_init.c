@@ -36,7 +36,7 @@ static const char *const secret_keys[] = {
 	"tls.crt", "tls.key", "ca.crt", "client-ca.crt", "jwt-signing.pem",
 	"jwt-signing.kid", "keyring.json", "audit-signing.pem",
 	"audit-signing.pub", "audit-signing.kid", "moatd-client.crt",
-	"moatd-client.key",
+	"moatd-client.key", "ssh-host-ed25519.key", "ssh-host-ecdsa.key",
 };
 #define NSECRET_KEYS (sizeof(secret_keys) / sizeof(secret_keys[0]))
 

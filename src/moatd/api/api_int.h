@@ -171,6 +171,10 @@ void h_templates_delete(struct api_call *c);
 void h_recordings_list(struct api_call *c);
 void h_recordings_get(struct api_call *c);
 
+/* Live SSH sessions (h_sessions.c). */
+void h_sessions_list(struct api_call *c);
+void h_sessions_delete(struct api_call *c);
+
 /* --- body validators (route.validate) --- */
 int v_login(const json_t *body, char *err, size_t errlen);
 int v_user_create(const json_t *body, char *err, size_t errlen);

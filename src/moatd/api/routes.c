@@ -268,6 +268,12 @@ const struct api_route api_routes[] = {
 	{ "GET", "/api/v1/recordings/{id}", PERM_RECORDINGS_READ,
 	  h_recordings_get, NOBODY, NULL, false,
 	  "One session recording as asciicast v2 text", NULL, false },
+	/* Live SSH sessions (gateway/gw.h). */
+	{ "GET", "/api/v1/sessions", PERM_SESSIONS_ADMIN, h_sessions_list,
+	  NOBODY, NULL, false, "Live SSH sessions", NULL, false },
+	{ "DELETE", "/api/v1/sessions/{id}", PERM_SESSIONS_ADMIN,
+	  h_sessions_delete, NOBODY, "ssh.session.end", false,
+	  "End a live SSH session", NULL, false },
 };
 
 const size_t api_nroutes = NF(api_routes);

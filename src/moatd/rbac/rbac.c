@@ -59,6 +59,7 @@ static const char *const rbac_perm_names[PERM__COUNT] = {
 	[PERM_WORKSPACES_OWN] = "workspaces:own",
 	[PERM_WORKSPACES_ALL] = "workspaces:all",
 	[PERM_RECORDINGS_READ] = "recordings:read",
+	[PERM_SESSIONS_ADMIN] = "sessions:admin",
 };
 
 /* The unauthenticated routes. Adding a line here is a security decision:

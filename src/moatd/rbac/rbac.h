@@ -46,6 +46,7 @@ enum perm {
 	PERM_WORKSPACES_OWN,	/* create and use one's own workspaces */
 	PERM_WORKSPACES_ALL,	/* act on anyone's workspaces */
 	PERM_RECORDINGS_READ,	/* session recordings (they hold output) */
+	PERM_SESSIONS_ADMIN,	/* list and end live SSH sessions */
 	PERM__COUNT
 };
 

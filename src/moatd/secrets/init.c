@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 
 #include "buf.h"
+#include "gateway/gw.h"
 #include "identity/bootstrap.h"
 #include "secrets/init.h"
 #include "secrets/pki.h"
@@ -182,6 +183,8 @@ struct init_files {
 	size_t jwt_key_len, audit_key_len;
 	char keyring[256];
 	size_t keyring_len;
+	char *ssh_ed, *ssh_ec;		/* SSH gateway host keys */
+	size_t ssh_ed_len, ssh_ec_len;
 };
 
 static void
@@ -213,6 +216,12 @@ init_files_free(struct init_files *f)
 	pki_secret_free(f->jwt_key, f->jwt_key_len);
 	pki_secret_free(f->audit_key, f->audit_key_len);
 	OPENSSL_cleanse(f->keyring, sizeof(f->keyring));
+	if (f->ssh_ed != NULL)
+		OPENSSL_cleanse(f->ssh_ed, f->ssh_ed_len);
+	if (f->ssh_ec != NULL)
+		OPENSSL_cleanse(f->ssh_ec, f->ssh_ec_len);
+	free(f->ssh_ed);
+	free(f->ssh_ec);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -241,6 +250,9 @@ init_encode(const struct init_material *m, struct init_files *f)
 	    (r = pki_key_pem(m->jwt_key, &f->jwt_key, &f->jwt_key_len)) != 0 ||
 	    (r = pki_key_pem(m->audit_key, &f->audit_key, &f->audit_key_len))
 	    != 0)
+		return r;
+	if ((r = gw_hostkeys_generate(&f->ssh_ed, &f->ssh_ed_len, &f->ssh_ec,
+	    &f->ssh_ec_len)) != 0)
 		return r;
 	return init_keyring(f->keyring, sizeof(f->keyring), &f->keyring_len);
 }
@@ -301,6 +313,8 @@ init_write_secrets(const char *tmpdir, const struct init_material *m,
 		{ "audit-signing.pem", f->audit_key, f->audit_key_len },
 		{ "audit-signing.pub", f->audit_pub.data, f->audit_pub.len },
 		{ "audit-signing.kid", m->audit_kid, strlen(m->audit_kid) },
+		{ GW_HOSTKEY_ED25519, f->ssh_ed, f->ssh_ed_len },
+		{ GW_HOSTKEY_ECDSA, f->ssh_ec, f->ssh_ec_len },
 	};
 	char path[PATH_MAX];
 	int n;
@@ -367,6 +381,8 @@ init_print_summary(FILE *out, const char *dir, const struct init_material *m)
 	    "key id %s\n"
 	    "    moatd-client.crt/.key     moatd's client certificate \"moatd\" "
 	    "(its control link to moat-proxy)\n"
+	    "    ssh-host-ed25519.key, ssh-host-ecdsa.key  SSH gateway host "
+	    "keys\n"
 	    "\n"
 	    "  %s/pki/  kept by the operator, never given to moatd\n"
 	    "    ca.key, ca.crt            the CA's key, to issue more "

@@ -11,7 +11,9 @@
  *                 client-ca.crt (= the CA), jwt-signing.pem/.kid (ES256),
  *                 keyring.json (one 256-bit key "k1"), audit-signing.pem/
  *                 .pub/.kid (ES256), moatd-client.crt/.key (moatd's client
- *                 certificate "moatd", for its control link to moat-proxy).
+ *                 certificate "moatd", for its control link to moat-proxy),
+ *                 ssh-host-ed25519.key and ssh-host-ecdsa.key (the SSH
+ *                 gateway's host keys).
  *   DIR/pki/      what the operator keeps: ca.key (to issue more
  *                 certificates; never inside secrets/), ca.crt,
  *                 ingress.crt/.key (client certificate "ingress") and

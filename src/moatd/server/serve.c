@@ -99,6 +99,20 @@ const struct config_key moatd_serve_keys[] = {
 	  "The name moat-proxy's certificate must carry.", 0, 0, false },
 	{ "egress-sync-interval", CFG_DURATION, "1s",
 	  "How often moatd compares what moat-proxy should know with what it pushed (changes go at once).", 100, 600000, false },
+	{ "ssh-listen", CFG_STRING, "127.0.0.1:2222",
+	  "Address of the SSH gateway; empty turns it off.", 0, 0, false },
+	{ "ssh-proxy-protocol-from", CFG_LIST, NULL,
+	  "Expect PROXY protocol v1/v2 on the SSH gateway from these balancer networks (CIDR list).", 0, 0, false },
+	{ "ssh-max-startups", CFG_INT, "64",
+	  "Unauthenticated SSH connections at once; more are closed at once.", 1, 100000, false },
+	{ "ssh-max-sessions", CFG_INT, "1000",
+	  "SSH connections (one process each) at once.", 1, 100000, false },
+	{ "ssh-login-grace-time", CFG_DURATION, "60s",
+	  "How long an SSH client has to authenticate.", 1000, 3600000, false },
+	{ "ssh-keepalive-interval", CFG_DURATION, "30s",
+	  "SSH keepalive to quiet clients (TCP keepalive finds dead ones too).", 1000, 3600000, false },
+	{ "ssh-idle-timeout", CFG_DURATION, "0",
+	  "End SSH sessions idle this long (no bytes either way, no open port forward); 0 means never.", 0, 604800000, false },
 };
 const size_t moatd_serve_nkeys = sizeof(moatd_serve_keys) / sizeof(moatd_serve_keys[0]);
 

@@ -29,6 +29,7 @@
 #include "store/store.h"
 
 #include "drivers/docker/docker.h"
+#include "gateway/gw.h"
 #include "orchestrator/orch.h"
 #include "recordings/recstore.h"
 #include "api/api.h"
@@ -169,6 +170,62 @@ start_workspaces(struct app *app)
 	return 0;
 }
 
+/* The SSH gateway (gateway/gw.h) on ssh-listen; host keys from the
+ * secrets directory, or DATA-DIR/ssh/ for a data directory made before
+ * `moatd init` wrote them. */
+static int
+start_gateway(struct app *app, const char *secrets_dir)
+{
+	struct gw_options opt;
+	const char *listen = config_str(app->cfg, "ssh-listen");
+	char ed[PATH_MAX], ec[PATH_MAX], dir[PATH_MAX];
+	const char *keys[3];
+	const char *const *pf = config_list(app->cfg, "ssh-proxy-protocol-from");
+	int r;
+
+	if (listen == NULL || listen[0] == '\0')
+		return 0;
+	if (snprintf(ed, sizeof(ed), "%s/%s", secrets_dir, GW_HOSTKEY_ED25519) >=
+	    (int)sizeof(ed) || snprintf(ec, sizeof(ec), "%s/%s", secrets_dir,
+	    GW_HOSTKEY_ECDSA) >= (int)sizeof(ec))
+		return MOAT_ERR_TOOBIG;
+	if (access(ed, R_OK) != 0 || access(ec, R_OK) != 0) {
+		if (snprintf(dir, sizeof(dir), "%s/ssh", app->data_dir) >=
+		    (int)sizeof(dir))
+			return MOAT_ERR_TOOBIG;
+		if ((r = gw_hostkeys_ensure(dir, ed, sizeof(ed), ec,
+		    sizeof(ec))) != 0) {
+			log_error(COMPONENT, "cannot create SSH host keys",
+			    LF_STR("dir", dir), LF_STR("error", moat_strerror(r)));
+			return r;
+		}
+	}
+	keys[0] = ed;
+	keys[1] = ec;
+	keys[2] = NULL;
+	memset(&opt, 0, sizeof(opt));
+	opt.listen = listen;
+	opt.proxy_from = pf != NULL && pf[0] != NULL ? pf : NULL;
+	opt.host_keys = keys;
+	opt.max_startups = (unsigned)config_int(app->cfg, "ssh-max-startups");
+	opt.max_sessions = (unsigned)config_int(app->cfg, "ssh-max-sessions");
+	opt.login_grace_ms = (unsigned)config_int(app->cfg,
+	    "ssh-login-grace-time");
+	opt.keepalive_s = (unsigned)(config_int(app->cfg,
+	    "ssh-keepalive-interval") / 1000);
+	opt.idle_s = (unsigned)(config_int(app->cfg, "ssh-idle-timeout") / 1000);
+	opt.start_timeout_ms = (unsigned)config_int(app->cfg,
+	    "workspace-ready-timeout") + 30000;
+	opt.log_level = config_str(app->cfg, "log-level");
+	if ((r = gw_new(&app->gateway, app, &opt)) != 0 ||
+	    (r = gw_start(app->gateway)) != 0) {
+		gw_free(app->gateway);
+		app->gateway = NULL;
+		return r;
+	}
+	return 0;
+}
+
 static int
 open_store(struct app *app)
 {
@@ -232,6 +289,8 @@ serve_api_setup(struct app *app, struct http_server *srv,
 		goto fail;
 	if ((r = start_workspaces(app)) != 0)
 		goto fail;
+	if ((r = start_gateway(app, sdir)) != 0)
+		goto fail;
 	if (afile != NULL && afile[0] != '\0' &&
 	    (r = api_set_audit_path(app, afile)) != 0)
 		goto fail;
@@ -260,6 +319,8 @@ serve_api_shutdown(struct serve_api *sa)
 {
 	if (sa != NULL && sa->keys_timer != NULL)
 		event_del(sa->keys_timer);
+	if (sa != NULL)
+		gw_shutdown(sa->app->gateway);
 }
 
 void
@@ -270,6 +331,8 @@ serve_api_free(struct serve_api *sa)
 	if (sa == NULL)
 		return;
 	app = sa->app;
+	gw_free(app->gateway);
+	app->gateway = NULL;
 	orch_free(app->orch);
 	app->orch = NULL;
 	if (sa->keys_timer != NULL)
