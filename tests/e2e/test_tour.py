@@ -1,0 +1,181 @@
+"""The README's guided tour, run as a new user would: `scripts/dev-run`
+(what `make run` calls) starts the whole platform - Podman's API service,
+moat-proxy, moatd - on a fresh data directory, then each numbered step of
+the tour's code block runs in bash with the real `moat` binary, the real
+OpenSSH client, git and asciinema, and its output is checked.
+
+The commands are taken from README.md itself, so the tour cannot drift from
+what works. Three substitutions adapt it to the test: the data directory
+(.moat-dev) is a temporary one, PATH points at the build under test, and
+the interactive session of step 9 is driven through a pty (`script`) that
+types into it.
+
+dev-run listens on the default ports (8443, 2112, 2222, 3129) and the tour's
+git host on 127.0.0.2:9443, as a user's machine would; the test is skipped
+when one of them is taken.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import moat_harness as mh
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = [("127.0.0.1", 8443), ("127.0.0.1", 2112), ("127.0.0.1", 2222),
+         ("127.0.0.1", 3129), ("127.0.0.2", 9443)]
+
+
+def tour_steps() -> list[tuple[int, str]]:
+    text = (ROOT / "README.md").read_text()
+    sec = text.split("## Guided tour", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", sec, re.S).group(1)
+    steps, cur, num = [], [], 0
+    for line in block.splitlines():
+        m = re.match(r"# (\d+)\. ", line)
+        if m:
+            steps.append((num, "\n".join(cur)))
+            cur, num = [], int(m.group(1))
+        cur.append(line)
+    steps.append((num, "\n".join(cur)))
+    return steps
+
+
+def port_free(host, port):
+    s = socket.socket()
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def platform(tmp_path, base_image):
+    if not Path("/dev/loop-control").exists():
+        pytest.skip("no loop devices")
+    busy = [p for p in PORTS if not port_free(*p)]
+    if busy:
+        pytest.skip(f"ports in use: {busy}")
+    build = mh.build_dir()
+    data = tmp_path / "moat-dev"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), MOAT_DEV_DIR=str(data),
+               XDG_CONFIG_HOME=str(home / ".config"))
+    env.pop("DOCKER_HOST", None)
+    log = open(tmp_path / "dev-run.log", "w+")
+    proc = subprocess.Popen([str(ROOT / "scripts" / "dev-run"), str(build)],
+                            cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def ready():
+        if proc.poll() is not None:
+            raise mh.HarnessError("dev-run exited:\n" +
+                                  (tmp_path / "dev-run.log").read_text())
+        return "moat is running" in (tmp_path / "dev-run.log").read_text()
+    try:
+        mh.wait_until(ready, 240, interval=0.5, what="make run ready")
+        yield {"env": env, "data": data, "build": build, "home": home,
+               "tmp": tmp_path}
+    finally:
+        # Leave nothing behind: workspaces, the git host, the platform.
+        subprocess.run([str(build / "moat"), "ws", "delete", "lab", "--yes",
+                        "--wait"], env=env, cwd=ROOT, capture_output=True,
+                       timeout=120)
+        subprocess.run([str(ROOT / "scripts" / "tour-git-host"), "stop",
+                        str(data)], cwd=ROOT, capture_output=True)
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+    for line in (data / "logs" / "moatd.log").read_text().splitlines():
+        assert "AddressSanitizer" not in line and "runtime error" not in line
+
+
+def adapt(cmd: str, p) -> str:
+    cmd = cmd.replace("export PATH=$PWD/build/release:$PATH",
+                      f"export PATH={p['build']}:$PATH")
+    cmd = cmd.replace("scripts/tour-git-host start",
+                      f"scripts/tour-git-host start {p['data']}")
+    cmd = cmd.replace(".moat-dev", str(p["data"]))
+    cmd = cmd.replace("/tmp/", f"{p['tmp']}/")
+    return cmd
+
+
+def run(p, cmd, timeout=180):
+    r = subprocess.run(["bash", "-c", "set -eo pipefail\n" + cmd], cwd=ROOT,
+                       env=p["env"], capture_output=True, text=True,
+                       timeout=timeout)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, f"step failed ({r.returncode}):\n{cmd}\n{out}"
+    return out
+
+
+def test_readme_tour(platform):
+    p = platform
+    steps = dict(tour_steps())
+    assert sorted(steps) == list(range(0, 11)), sorted(steps)
+    prelude = adapt(steps[0], p) + "\n"
+
+    out = run(p, prelude + adapt(steps[1], p))
+    assert "admin" in out
+    run(p, prelude + adapt(steps[2], p))
+    out = run(p, prelude + adapt(steps[3], p))
+    assert re.search(r"\blab\b.*\brunning\b", out), out
+    out = run(p, prelude + adapt(steps[4], p))
+    assert "uid=1000(admin)" in out and "\nlab\n" in out, out
+    ifaces = re.findall(r"^\s*(\w+):", out, re.M)
+    assert "lo" in ifaces and not [i for i in ifaces if i != "lo"], out
+    assert "Linux lab" in out, out
+    out = run(p, prelude + adapt(steps[5], p))
+    assert "denied by policy" in out and "git.moat.test" in out, out
+    run(p, prelude + adapt(steps[6], p))
+    out = run(p, prelude + adapt(steps[7], p))
+    assert "tour-ca" in out, out
+    assert "Hello from a git host on loopback." in out, out
+    assert "example.com" in out and "denied by policy" in out, out
+    out = run(p, prelude + adapt(steps[8], p))
+    assert "Hello from a git host on loopback." in out, out
+
+    # Step 9: the interactive session, typed through a pty.
+    s9 = adapt(steps[9], p)
+    assert "\nmoat ssh lab\n" in s9 + "\n"
+    typed = "echo tour-$((6*7))-recorded; exit\n"
+    r = subprocess.run(["script", "-qefc", "moat ssh lab", "/dev/null"],
+                       input=typed, cwd=ROOT, env=dict(
+                           p["env"], PATH=f"{p['build']}:{os.environ['PATH']}"),
+                       capture_output=True, text=True, timeout=120)
+    assert "tour-42-recorded" in r.stdout, r.stdout + r.stderr
+    rest = s9.replace("\nmoat ssh lab\n", "\n").replace(
+        f"asciinema play {p['tmp']}/lab.cast",
+        f"script -qec 'asciinema cat {p['tmp']}/lab.cast' /dev/null")
+    out = mh.wait_until(lambda: _try(p, prelude + rest), 30, interval=1,
+                        what="the recording")
+    assert "tour-42-recorded" in out, out
+    cast = (p["tmp"] / "lab.cast").read_text()
+    assert cast.startswith('{"version":2') or cast.startswith(
+        '{"version": 2'), cast[:200]
+
+    out = run(p, prelude + adapt(steps[10], p))
+    assert "ssh.session" in out or "session." in out, out
+    assert re.search(r"verif|ok", out, re.I), out
+
+
+def _try(p, cmd):
+    r = subprocess.run(["bash", "-c", "set -eo pipefail\n" + cmd], cwd=ROOT,
+                       env=p["env"], capture_output=True, text=True,
+                       timeout=60)
+    out = r.stdout + r.stderr
+    return out if r.returncode == 0 and "tour-42-recorded" in out else None
