@@ -6,7 +6,8 @@
 #
 # Completes commands, subcommands and options; server names for `moat use`
 # and `moat logout` (from the config file, never its tokens); files where a
-# command takes one.
+# command takes one; workspace and template names (asked from the server
+# with `moat ws list --json` / `moat template list --json`, with jq).
 
 _moat_servers()
 {
@@ -21,6 +22,22 @@ _moat_servers()
     fi
 }
 
+# Names from a moat list command's JSON ("ws" gives NAME, and OWNER/NAME
+# for other owners' workspaces; "template" gives names). Needs jq; quiet
+# when not logged in or offline.
+_moat_names()
+{
+    command -v jq >/dev/null 2>&1 || return 0
+    case $1 in
+        ws)
+            moat ws list --json 2>/dev/null |
+                jq -r '.[] | .name' 2>/dev/null ;;
+        template)
+            moat template list --json 2>/dev/null |
+                jq -r '.[].name' 2>/dev/null ;;
+    esac
+}
+
 _moat()
 {
     local cur prev words cword
@@ -33,7 +50,7 @@ _moat()
         cword=$COMP_CWORD
     fi
 
-    local commands="login logout whoami use token user sshkey secret policy audit version help"
+    local commands="login logout whoami use token user sshkey secret ws template policy audit version help"
     local roles="owner admin template-admin auditor security-officer member"
 
     if (( cword == 1 )); then
@@ -45,8 +62,16 @@ _moat()
     local opts="" subs=""
 
     case $prev in
-        --ca-file)
+        --ca-file|--startup-script)
             COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --template|-t)
+            if [[ $cmd == ws ]]; then
+                COMPREPLY=($(compgen -W "$(_moat_names template)" -- "$cur")); return
+            fi ;;
+        --idle-timeout)
+            COMPREPLY=($(compgen -W "0 30m 1h 2h 8h" -- "$cur")); return ;;
+        --owner|--image|--cpu|--memory|--disk|--root-disk|--egress-policy|--port)
+            return ;;
         --role)
             COMPREPLY=($(compgen -W "$roles" -- "$cur")); return ;;
         --expires-in)
@@ -124,6 +149,30 @@ _moat()
                     opts="--help" ;;
                 delete) opts="--yes --help" ;;
             esac ;;
+        ws)
+            subs="create list show start stop restart delete logs events stats"
+            case $sub in
+                create) opts="--template --owner --wait --help" ;;
+                list) opts="--owner --all --json --help" ;;
+                show|stats) opts="--json --help" ;;
+                start|stop|restart) opts="--wait --help" ;;
+                delete) opts="--wait --yes --help" ;;
+                logs) opts="--follow --help" ;;
+                events) opts="--help" ;;
+            esac
+            if [[ $sub != create && $sub != list ]] && (( cword == 3 )) && [[ $cur != -* ]]; then
+                COMPREPLY=($(compgen -W "$(_moat_names ws)" -- "$cur")); return
+            fi ;;
+        template)
+            subs="list show create delete"
+            case $sub in
+                list|show) opts="--json --help" ;;
+                create) opts="--image --cpu --memory --disk --root-disk --env --startup-script --egress-policy --idle-timeout --port --forbid-sudo --help" ;;
+                delete) opts="--yes --help" ;;
+            esac
+            if [[ $sub == show || $sub == delete ]] && (( cword == 3 )) && [[ $cur != -* ]]; then
+                COMPREPLY=($(compgen -W "$(_moat_names template)" -- "$cur")); return
+            fi ;;
         audit)
             subs="tail verify"
             case $sub in

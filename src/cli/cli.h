@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "errors.h"
+
 #ifndef MOAT_VERSION
 #define MOAT_VERSION "0.1.0-dev"
 #endif
@@ -59,6 +61,12 @@ int cli_login_parse_url(const char *in, char *url, size_t urllen,
 void cli_login_token_name(char out[21], const char *host, time_t now,
     unsigned attempt);
 
+/* "[OWNER/]NAME" (moat ws): the owner (me when absent; "" when me is NULL,
+ * to check the syntax only) and the name into their buffers. Refuses an
+ * empty part, a second '/', and parts that do not fit. */
+int cli_ws_ref(const char *ref, const char *me, char *owner, size_t ownerlen,
+    char *name, size_t namelen) MOAT_MUST_CHECK;
+
 int cmd_audit(int argc, char **argv);
 void cmd_audit_usage(FILE *f);
 int cmd_login(int argc, char **argv);
@@ -79,5 +87,9 @@ int cmd_secret(int argc, char **argv);
 void cmd_secret_usage(FILE *f);
 int cmd_policy(int argc, char **argv);
 void cmd_policy_usage(FILE *f);
+int cmd_template(int argc, char **argv);
+void cmd_template_usage(FILE *f);
+int cmd_ws(int argc, char **argv);
+void cmd_ws_usage(FILE *f);
 
 #endif

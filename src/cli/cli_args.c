@@ -143,6 +143,22 @@ cli_parse_duration(const char *s, int64_t *out)
 }
 
 int
+cli_parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return MOAT_ERR_INVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		return MOAT_ERR_INVAL;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+int
 cli_dispatch(const char *group, int argc, char **argv,
     const struct cli_command *subs, size_t n, void (*usage)(FILE *f))
 {

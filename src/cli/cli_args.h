@@ -58,4 +58,9 @@ int cli_parse(const char *cmd, int argc, char **argv,
  * zero, negative numbers, junk and values past 100 years. */
 int cli_parse_duration(const char *s, int64_t *out) MOAT_MUST_CHECK;
 
+/* A whole decimal number from 0 to max ("2000"; no sign, no spaces, no
+ * junk, no overflow) into *out. */
+int cli_parse_uint(const char *s, uint64_t max, uint64_t *out)
+    MOAT_MUST_CHECK;
+
 #endif

@@ -42,18 +42,29 @@ cli_run_list(const struct cli_list_cmd *s, int argc, char **argv)
 	const char *pos[1];
 	json_t *all = NULL, *out = NULL, *item;
 	bool json = false;
-	char path[512], next[256] = "";
+	char path[512], next[256] = "", base[512];
 	size_t npos, i;
 	int r, status;
-	const struct cli_opt opts[] = {
+	struct cli_opt opts[1 + CLI_LIST_OPTS_MAX] = {
 		{ "--json", NULL, CLI_OPT_FLAG, &json },
 	};
+	struct cli_list_cmd s2;
 
-	if (s->ncols == 0 || s->ncols > CLI_COLS_MAX)
+	if (s->ncols == 0 || s->ncols > CLI_COLS_MAX ||
+	    s->nopts > CLI_LIST_OPTS_MAX)
 		return CLI_FAILED;
-	if ((r = cli_parse(s->prog, argc, argv, opts, 1, pos, 0, 0, &npos,
-	    s->usage)) != 0)
+	for (i = 0; i < s->nopts; i++)
+		opts[1 + i] = s->opts[i];
+	if ((r = cli_parse(s->prog, argc, argv, opts, 1 + s->nopts, pos, 0, 0,
+	    &npos, s->usage)) != 0)
 		return r == CLI_PARSE_HELP ? CLI_OK : CLI_USAGE;
+	if (s->make_path != NULL) {
+		if ((status = s->make_path(s->ctx, base, sizeof(base))) != 0)
+			return status;
+		s2 = *s;
+		s2.path = base;
+		s = &s2;
+	}
 	if ((status = cli_conn_open(&c)) != 0)
 		return status;
 	if ((all = json_array()) == NULL) {

@@ -37,7 +37,17 @@ struct cli_list_cmd {
 	 * constant. c is the open connection (borrowed). */
 	void (*row)(const struct cli_conn *c, const json_t *item,
 	    const char **cells, char scratch[][CLI_CELL_MAX]);
+	/* Optional (NULL/0 when unused): more options than --json, at most
+	 * CLI_LIST_OPTS_MAX, and a function that builds the path from what
+	 * they parsed (ctx is theirs), instead of path. It returns 0, or
+	 * CLI_USAGE after printing one line. */
+	const struct cli_opt *opts;
+	size_t nopts;
+	int (*make_path)(void *ctx, char *out, size_t outlen);
+	void *ctx;
 };
+
+#define CLI_LIST_OPTS_MAX 7
 
 int cli_run_list(const struct cli_list_cmd *s, int argc, char **argv);
 

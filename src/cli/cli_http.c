@@ -223,55 +223,76 @@ set_trust(CURL *h, struct cli_trust *t)
 	return c == CURLE_OK ? 0 : MOAT_ERR_UNSUPPORTED;
 }
 
-int
-cli_http_request(const char *base_url, struct cli_trust *trust,
-    const char *bearer, const char *method, const char *path,
-    const char *ctype, const void *body, size_t len, struct cli_reply *rep,
-    char *err, size_t errlen)
-{
-	char cerr[CURL_ERROR_SIZE] = "", url[2048], auth[1024], ct[128];
-	struct curl_slist *hdrs = NULL, *n;
-	struct buf b;
-	CURL *h = NULL;
-	CURLcode c;
-	int r = MOAT_ERR_IO, w;
+/* What one request sends. */
+struct req_opts {
+	const char *base_url;
+	struct cli_trust *trust;
+	const char *bearer;
+	const char *method;
+	const char *path;
+	const char *ctype;
+	const void *body;
+	size_t len;
+	const char *accept;
+	const char *last_event_id;
+	bool stream;		/* no overall time limit */
+};
 
-	memset(rep, 0, sizeof(*rep));
-	buf_init(&b, CLI_HTTP_BODY_MAX);
+/* Sets h up for o; *hdrs (caller frees) receives the header list and
+ * cerr (CURL_ERROR_SIZE) the error buffer. 0, or a code with err set. */
+static int
+req_prepare(CURL *h, const struct req_opts *o, struct curl_slist **hdrs,
+    char *cerr, char *err, size_t errlen)
+{
+	char url[2048], auth[1024], line[256];
+	struct curl_slist *n;
+	CURLcode c;
+	int r = MOAT_ERR_NOMEM, w;
+
+	*hdrs = NULL;
 	auth[0] = '\0';
-	w = snprintf(url, sizeof(url), "%s%s", base_url, path);
+	w = snprintf(url, sizeof(url), "%s%s", o->base_url, o->path);
 	if (w < 0 || (size_t)w >= sizeof(url)) {
 		snprintf(err, errlen, "URL too long");
 		return MOAT_ERR_TOOBIG;
 	}
-	if ((h = curl_easy_init()) == NULL) {
-		snprintf(err, errlen, "cannot start libcurl");
-		return MOAT_ERR_NOMEM;
-	}
-	if (bearer != NULL) {
+	if (o->bearer != NULL) {
 		w = snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-		    bearer);
+		    o->bearer);
 		if (w < 0 || (size_t)w >= sizeof(auth)) {
 			snprintf(err, errlen, "token too long");
 			r = MOAT_ERR_TOOBIG;
 			goto out;
 		}
-		if ((n = curl_slist_append(hdrs, auth)) == NULL)
+		if ((n = curl_slist_append(*hdrs, auth)) == NULL)
 			goto nomem;
-		hdrs = n;
+		*hdrs = n;
 	}
-	if (body != NULL) {
-		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
-		if ((n = curl_slist_append(hdrs, ct)) == NULL)
+	if (o->body != NULL) {
+		snprintf(line, sizeof(line), "Content-Type: %s", o->ctype);
+		if ((n = curl_slist_append(*hdrs, line)) == NULL)
 			goto nomem;
-		hdrs = n;
+		*hdrs = n;
 	}
-	if ((n = curl_slist_append(hdrs, "Accept: application/json")) == NULL)
+	if (o->last_event_id != NULL) {
+		w = snprintf(line, sizeof(line), "Last-Event-ID: %s",
+		    o->last_event_id);
+		if (w < 0 || (size_t)w >= sizeof(line)) {
+			snprintf(err, errlen, "event id too long");
+			r = MOAT_ERR_TOOBIG;
+			goto out;
+		}
+		if ((n = curl_slist_append(*hdrs, line)) == NULL)
+			goto nomem;
+		*hdrs = n;
+	}
+	snprintf(line, sizeof(line), "Accept: %s", o->accept);
+	if ((n = curl_slist_append(*hdrs, line)) == NULL)
 		goto nomem;
-	hdrs = n;
-	if ((n = curl_slist_append(hdrs, "Expect:")) == NULL)
+	*hdrs = n;
+	if ((n = curl_slist_append(*hdrs, "Expect:")) == NULL)
 		goto nomem;
-	hdrs = n;
+	*hdrs = n;
 
 	c = curl_easy_setopt(h, CURLOPT_URL, url);
 	if (c == CURLE_OK)
@@ -282,57 +303,37 @@ cli_http_request(const char *base_url, struct cli_trust *trust,
 		c = curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	if (c == CURLE_OK)
 		c = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-	if (c == CURLE_OK)
+	if (c == CURLE_OK && !o->stream)
 		c = curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);
+	if (c == CURLE_OK && o->stream) {
+		/* The server sends a comment every 15 s: a minute without
+		 * a byte is a dead connection. */
+		c = curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		if (c == CURLE_OK)
+			c = curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+	}
 	if (c == CURLE_OK)
 		c = curl_easy_setopt(h, CURLOPT_USERAGENT, "moat/" MOAT_VERSION);
 	if (c == CURLE_OK)
-		c = curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+		c = curl_easy_setopt(h, CURLOPT_HTTPHEADER, *hdrs);
 	if (c == CURLE_OK)
-		c = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	if (c == CURLE_OK)
-		c = curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	if (c == CURLE_OK)
-		c = curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	if (c == CURLE_OK && body != NULL) {
-		c = curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		c = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
+	if (c == CURLE_OK && o->body != NULL) {
+		c = curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
 		if (c == CURLE_OK)
 			c = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-			    (curl_off_t)len);
+			    (curl_off_t)o->len);
 	}
 	if (c != CURLE_OK) {
 		snprintf(err, errlen, "libcurl: %s", curl_easy_strerror(c));
 		r = MOAT_ERR_UNSUPPORTED;
 		goto out;
 	}
-	if ((r = set_trust(h, trust)) != 0) {
+	if ((r = set_trust(h, o->trust)) != 0) {
 		snprintf(err, errlen, "libcurl cannot apply the TLS trust "
 		    "settings (is it built with OpenSSL?)");
 		goto out;
 	}
-	c = curl_easy_perform(h);
-	if (c != CURLE_OK) {
-		if (c == CURLE_PEER_FAILED_VERIFICATION ||
-		    c == CURLE_SSL_CACERT_BADFILE ||
-		    (c == CURLE_SSL_CONNECT_ERROR &&
-		    trust->seen_fp[0] != '\0')) {
-			r = MOAT_ERR_TLS;
-			snprintf(err, errlen, "cannot verify %s: %s", base_url,
-			    cerr[0] ? cerr : curl_easy_strerror(c));
-		} else if (c == CURLE_WRITE_ERROR && b.len > 0) {
-			r = MOAT_ERR_TOOBIG;
-			snprintf(err, errlen, "the answer from %s is larger "
-			    "than %d bytes", base_url, CLI_HTTP_BODY_MAX);
-		} else {
-			r = MOAT_ERR_IO;
-			snprintf(err, errlen, "cannot reach %s: %s", base_url,
-			    cerr[0] ? cerr : curl_easy_strerror(c));
-		}
-		goto out;
-	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rep->status);
-	if ((rep->body = buf_steal(&b, &rep->len)) == NULL)
-		goto nomem;
 	r = 0;
 	goto out;
 nomem:
@@ -340,9 +341,199 @@ nomem:
 	snprintf(err, errlen, "out of memory");
 out:
 	explicit_bzero(auth, sizeof(auth));
+	return r;
+}
+
+/* The code and one-line message of a failed transfer. got: bytes of body
+ * received before the failure. */
+static int
+perform_error(CURLcode c, const struct cli_trust *trust, const char *base_url,
+    const char *cerr, size_t got, char *err, size_t errlen)
+{
+	if (c == CURLE_PEER_FAILED_VERIFICATION ||
+	    c == CURLE_SSL_CACERT_BADFILE ||
+	    (c == CURLE_SSL_CONNECT_ERROR && trust->seen_fp[0] != '\0')) {
+		snprintf(err, errlen, "cannot verify %s: %s", base_url,
+		    cerr[0] ? cerr : curl_easy_strerror(c));
+		return MOAT_ERR_TLS;
+	}
+	if (c == CURLE_WRITE_ERROR && got > 0) {
+		snprintf(err, errlen, "the answer from %s is larger than %d "
+		    "bytes", base_url, CLI_HTTP_BODY_MAX);
+		return MOAT_ERR_TOOBIG;
+	}
+	snprintf(err, errlen, "cannot reach %s: %s", base_url,
+	    cerr[0] ? cerr : curl_easy_strerror(c));
+	return MOAT_ERR_IO;
+}
+
+int
+cli_http_request(const char *base_url, struct cli_trust *trust,
+    const char *bearer, const char *method, const char *path,
+    const char *ctype, const void *body, size_t len, struct cli_reply *rep,
+    char *err, size_t errlen)
+{
+	char cerr[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = NULL;
+	const struct req_opts o = { base_url, trust, bearer, method, path,
+	    ctype, body, len, "application/json", NULL, false };
+	struct buf b;
+	CURL *h = NULL;
+	CURLcode c;
+	int r;
+
+	memset(rep, 0, sizeof(*rep));
+	buf_init(&b, CLI_HTTP_BODY_MAX);
+	if ((h = curl_easy_init()) == NULL) {
+		snprintf(err, errlen, "cannot start libcurl");
+		return MOAT_ERR_NOMEM;
+	}
+	if ((r = req_prepare(h, &o, &hdrs, cerr, err, errlen)) != 0)
+		goto out;
+	c = curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	if (c == CURLE_OK)
+		c = curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	if (c != CURLE_OK) {
+		snprintf(err, errlen, "libcurl: %s", curl_easy_strerror(c));
+		r = MOAT_ERR_UNSUPPORTED;
+		goto out;
+	}
+	if ((c = curl_easy_perform(h)) != CURLE_OK) {
+		r = perform_error(c, trust, base_url, cerr, b.len, err, errlen);
+		goto out;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rep->status);
+	if ((rep->body = buf_steal(&b, &rep->len)) == NULL) {
+		r = MOAT_ERR_NOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	r = 0;
+out:
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(h);
 	buf_free(&b);
+	return r;
+}
+
+/* ---- streams ---- */
+
+#define STREAM_ERRBODY_MAX (64 * 1024)
+#define STREAM_TICK_MS 100
+
+struct stream_ctx {
+	struct cli_stream *st;
+	CURL *h;
+	struct buf errbody;	/* the body of a non-2xx answer */
+};
+
+static size_t
+on_stream(char *p, size_t size, size_t n, void *arg)
+{
+	struct stream_ctx *x = arg;
+	struct cli_stream *st = x->st;
+
+	if (st->status == 0)
+		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &st->status);
+	if (st->status < 200 || st->status > 299)
+		return buf_append(&x->errbody, p, size * n) == 0 ? size * n : 0;
+	if (st->on_data(st->arg, p, size * n) != 0) {
+		st->stopped = true;
+		return 0;
+	}
+	return size * n;
+}
+
+int
+cli_http_stream(const char *base_url, struct cli_trust *trust,
+    const char *bearer, const char *path, struct cli_stream *st,
+    struct cli_reply *rep, char *err, size_t errlen)
+{
+	char cerr[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = NULL;
+	const struct req_opts o = { base_url, trust, bearer, "GET", path,
+	    NULL, NULL, 0, "text/event-stream", st->last_event_id, true };
+	struct stream_ctx x = { st, NULL, { 0 } };
+	CURLM *m = NULL;
+	CURLMsg *msg;
+	CURLcode c = CURLE_OK;
+	bool added = false, finished = false;
+	int r, running = 1, left;
+
+	memset(rep, 0, sizeof(*rep));
+	st->status = 0;
+	st->stopped = false;
+	buf_init(&x.errbody, STREAM_ERRBODY_MAX);
+	if ((x.h = curl_easy_init()) == NULL || (m = curl_multi_init()) ==
+	    NULL) {
+		snprintf(err, errlen, "cannot start libcurl");
+		r = MOAT_ERR_NOMEM;
+		goto out;
+	}
+	if ((r = req_prepare(x.h, &o, &hdrs, cerr, err, errlen)) != 0)
+		goto out;
+	c = curl_easy_setopt(x.h, CURLOPT_WRITEFUNCTION, on_stream);
+	if (c == CURLE_OK)
+		c = curl_easy_setopt(x.h, CURLOPT_WRITEDATA, &x);
+	if (c != CURLE_OK || curl_multi_add_handle(m, x.h) != CURLM_OK) {
+		snprintf(err, errlen, "libcurl cannot start the request");
+		r = MOAT_ERR_UNSUPPORTED;
+		goto out;
+	}
+	added = true;
+	/* The multi interface, to call on_tick every STREAM_TICK_MS while
+	 * the server is quiet. */
+	while (!finished) {
+		if (curl_multi_perform(m, &running) != CURLM_OK ||
+		    curl_multi_poll(m, NULL, 0, running ? STREAM_TICK_MS : 0,
+		    NULL) != CURLM_OK) {
+			snprintf(err, errlen, "libcurl failed");
+			r = MOAT_ERR_IO;
+			goto out;
+		}
+		while ((msg = curl_multi_info_read(m, &left)) != NULL)
+			if (msg->msg == CURLMSG_DONE) {
+				c = msg->data.result;
+				finished = true;
+			}
+		if (!finished && !running)
+			finished = true;
+		if (!finished && st->on_tick != NULL &&
+		    st->on_tick(st->arg) != 0) {
+			st->stopped = true;
+			break;
+		}
+	}
+	if (st->status == 0)
+		curl_easy_getinfo(x.h, CURLINFO_RESPONSE_CODE, &st->status);
+	rep->status = st->status;
+	if (st->stopped) {
+		r = 0;		/* a callback ended it */
+		goto out;
+	}
+	if (c != CURLE_OK) {
+		r = perform_error(c, trust, base_url, cerr, x.errbody.len, err,
+		    errlen);
+		if (c == CURLE_WRITE_ERROR)
+			snprintf(err, errlen, "the error answer from %s is "
+			    "larger than %d bytes", base_url,
+			    STREAM_ERRBODY_MAX);
+		goto out;
+	}
+	if (x.errbody.len > 0 &&
+	    (rep->body = buf_steal(&x.errbody, &rep->len)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		r = MOAT_ERR_NOMEM;
+		goto out;
+	}
+	r = 0;
+out:
+	if (added)
+		curl_multi_remove_handle(m, x.h);
+	curl_multi_cleanup(m);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(x.h);
+	buf_free(&x.errbody);
 	return r;
 }
 
@@ -487,9 +678,12 @@ print_tls_error(const struct cli_conn *c, const char *err)
 	fprintf(stderr, "moat: %s\n", err);
 }
 
-int
-cli_api_raw(struct cli_conn *c, const char *method, const char *path,
-    const char *ctype, const void *body, size_t len, json_t **out)
+/* cli_api_raw, with an answer of status quiet (when not 0) not printed,
+ * and the status in *status when not NULL. */
+static int
+api_call(struct cli_conn *c, const char *method, const char *path,
+    const char *ctype, const void *body, size_t len, json_t **out,
+    long quiet, long *statusp)
 {
 	struct cli_reply rep;
 	json_error_t jerr;
@@ -498,6 +692,8 @@ cli_api_raw(struct cli_conn *c, const char *method, const char *path,
 
 	if (out != NULL)
 		*out = NULL;
+	if (statusp != NULL)
+		*statusp = 0;
 	r = cli_http_request(c->url, &c->trust, c->token, method, path, ctype,
 	    body, len, &rep, err, sizeof(err));
 	if (r == MOAT_ERR_TLS) {
@@ -508,6 +704,10 @@ cli_api_raw(struct cli_conn *c, const char *method, const char *path,
 		fprintf(stderr, "moat: %s\n", err);
 		return CLI_FAILED;
 	}
+	if (statusp != NULL)
+		*statusp = rep.status;
+	if (quiet != 0 && rep.status == quiet)
+		goto out;
 	if (rep.status < 200 || rep.status > 299) {
 		cli_print_server_error(&rep);
 		if (rep.status == 401)
@@ -528,6 +728,58 @@ cli_api_raw(struct cli_conn *c, const char *method, const char *path,
 out:
 	cli_reply_free(&rep);
 	return status;
+}
+
+int
+cli_api_stream(struct cli_conn *c, const char *path, struct cli_stream *st)
+{
+	struct cli_reply rep;
+	char err[1024];
+	int r, status = CLI_FAILED;
+
+	st->broken = false;
+	r = cli_http_stream(c->url, &c->trust, c->token, path, st, &rep, err,
+	    sizeof(err));
+	if (r == MOAT_ERR_TLS) {
+		print_tls_error(c, err);
+		return CLI_FAILED;
+	}
+	if (r != 0 && st->status >= 200 && st->status <= 299) {
+		st->broken = true;
+		return CLI_OK;
+	}
+	if (r != 0) {
+		fprintf(stderr, "moat: %s\n", err);
+		return CLI_FAILED;
+	}
+	if (st->quiet != 0 && rep.status == st->quiet)
+		goto out;
+	if (rep.status < 200 || rep.status > 299) {
+		cli_print_server_error(&rep);
+		if (rep.status == 401)
+			fprintf(stderr, "moat: the token stored for %s is not "
+			    "valid any more: run moat login %s\n", c->name,
+			    c->url);
+		goto out;
+	}
+	status = CLI_OK;
+out:
+	cli_reply_free(&rep);
+	return status;
+}
+
+int
+cli_api_raw(struct cli_conn *c, const char *method, const char *path,
+    const char *ctype, const void *body, size_t len, json_t **out)
+{
+	return api_call(c, method, path, ctype, body, len, out, 0, NULL);
+}
+
+int
+cli_api_quiet(struct cli_conn *c, const char *method, const char *path,
+    long quiet, json_t **out, long *status)
+{
+	return api_call(c, method, path, NULL, NULL, 0, out, quiet, status);
 }
 
 int

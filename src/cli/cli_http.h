@@ -80,6 +80,35 @@ int cli_http_request(const char *base_url, struct cli_trust *trust,
     const char *ctype, const void *body, size_t len, struct cli_reply *rep,
     char *err, size_t errlen) MOAT_MUST_CHECK;
 
+/* A long GET of a text/event-stream (cli_http_stream). */
+struct cli_stream {
+	/* Receives the body of a 2xx answer as it arrives; non-zero ends the
+	 * stream. */
+	int (*on_data)(void *arg, const char *p, size_t n);
+	/* Called about every 100 ms while the stream is open (may be NULL);
+	 * non-zero ends the stream. */
+	int (*on_tick)(void *arg);
+	void *arg;
+	const char *last_event_id;	/* sent as Last-Event-ID, or NULL */
+	long quiet;			/* cli_api_stream: an answer with this
+					 * status is not printed */
+	/* Results: */
+	long status;			/* HTTP status, 0 when none came */
+	bool stopped;			/* a callback ended the stream */
+	bool broken;			/* cli_api_stream: it broke after a
+					 * 2xx answer (nothing printed) */
+};
+
+/* GET base_url + path with Accept: text/event-stream and no overall time
+ * limit (a minute without a byte ends it). Returns 0 when an answer came
+ * and the transfer ended (the server closed it, or a callback stopped it:
+ * st->stopped); rep then holds the status and, for a non-2xx answer, its
+ * body (cli_reply_free). Otherwise a code as for cli_http_request, with
+ * st->status non-zero when the stream broke after its answer began. */
+int cli_http_stream(const char *base_url, struct cli_trust *trust,
+    const char *bearer, const char *path, struct cli_stream *st,
+    struct cli_reply *rep, char *err, size_t errlen) MOAT_MUST_CHECK;
+
 /* A logged-in server, ready for API calls. */
 struct cli_conn {
 	char *name;		/* the server's nickname in the config */
@@ -115,6 +144,17 @@ int cli_api(struct cli_conn *c, const char *method, const char *path,
 /* The same with a raw body of content type ctype. */
 int cli_api_raw(struct cli_conn *c, const char *method, const char *path,
     const char *ctype, const void *body, size_t len, json_t **out);
+
+/* A request without a body whose answer's status goes to *status; an
+ * answer with status quiet is not printed (CLI_FAILED all the same). */
+int cli_api_quiet(struct cli_conn *c, const char *method, const char *path,
+    long quiet, json_t **out, long *status);
+
+/* A stream through c (cli_http_stream). CLI_OK when it ended after a 2xx
+ * answer (st->broken when the connection broke rather than closed);
+ * otherwise one line on stderr and CLI_FAILED. */
+int cli_api_stream(struct cli_conn *c, const char *path,
+    struct cli_stream *st);
 
 /* Prints "moat: server said STATUS CODE: MESSAGE" for a non-2xx reply. */
 void cli_print_server_error(const struct cli_reply *rep);

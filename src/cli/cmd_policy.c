@@ -65,6 +65,7 @@ policy_list(int argc, char **argv)
 	static const struct cli_list_cmd cmd = {
 		"moat policy list", cmd_policy_usage, "/api/v1/policies",
 		"policies", false, 5, head, policy_row,
+		NULL, 0, NULL, NULL,
 	};
 
 	return cli_run_list(&cmd, argc, argv);

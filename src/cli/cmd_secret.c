@@ -132,6 +132,7 @@ secret_list(int argc, char **argv)
 	static const struct cli_list_cmd cmd = {
 		"moat secret list", cmd_secret_usage, "/api/v1/secrets",
 		"secrets", false, 4, head, secret_row,
+		NULL, 0, NULL, NULL,
 	};
 
 	return cli_run_list(&cmd, argc, argv);

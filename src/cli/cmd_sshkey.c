@@ -182,6 +182,7 @@ sshkey_list(int argc, char **argv)
 	static const struct cli_list_cmd cmd = {
 		"moat sshkey list", cmd_sshkey_usage, "/api/v1/ssh-keys",
 		"ssh_keys", false, 5, head, sshkey_row,
+		NULL, 0, NULL, NULL,
 	};
 
 	return cli_run_list(&cmd, argc, argv);

@@ -120,6 +120,7 @@ token_list(int argc, char **argv)
 	static const struct cli_list_cmd cmd = {
 		"moat token list", cmd_token_usage, "/api/v1/tokens", "tokens",
 		false, 6, head, token_row,
+		NULL, 0, NULL, NULL,
 	};
 
 	return cli_run_list(&cmd, argc, argv);

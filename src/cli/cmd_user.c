@@ -144,6 +144,7 @@ user_list(int argc, char **argv)
 	static const struct cli_list_cmd cmd = {
 		"moat user list", cmd_user_usage, "/api/v1/users", "users",
 		true, 6, head, user_row,
+		NULL, 0, NULL, NULL,
 	};
 
 	return cli_run_list(&cmd, argc, argv);

@@ -40,6 +40,9 @@ static const struct cli_command commands[] = {
 	    cmd_sshkey_usage },
 	{ "secret", cmd_secret, "Store, list and delete personal secrets",
 	    cmd_secret_usage },
+	{ "ws", cmd_ws, "Create, run and follow workspaces", cmd_ws_usage },
+	{ "template", cmd_template, "List, show, create and delete workspace "
+	    "templates", cmd_template_usage },
 	{ "policy", cmd_policy, "Manage egress policies", cmd_policy_usage },
 	{ "audit", cmd_audit, "Read the audit trail (tail) or check a chain "
 	    "file (verify)", cmd_audit_usage },

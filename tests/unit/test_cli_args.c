@@ -6,7 +6,9 @@
  * few arguments); durations; login URLs and token names; certificate
  * fingerprints in both notations; and verbs refusing bad arguments with
  * exit status 2 before touching the config or the network (a secret value
- * is never accepted from argv).
+ * is never accepted from argv); workspace references [OWNER/]NAME, whole
+ * numbers, and moat ws / moat template refusing bad arguments the same
+ * way.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -343,6 +345,139 @@ test_verbs_refuse_bad_args(void **state)
 	assert_int_equal(cmd_whoami(1, ARGV("whoami")), CLI_FAILED);
 }
 
+static void
+test_ws_ref_and_numbers(void **state)
+{
+	char o[16], n[16];
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(cli_ws_ref("dev", "ann", o, sizeof(o), n, sizeof(n)),
+	    0);
+	assert_string_equal(o, "ann");
+	assert_string_equal(n, "dev");
+	assert_int_equal(cli_ws_ref("bob/lab", "ann", o, sizeof(o), n,
+	    sizeof(n)), 0);
+	assert_string_equal(o, "bob");
+	assert_string_equal(n, "lab");
+	/* Syntax only: no owner known yet. */
+	assert_int_equal(cli_ws_ref("dev", NULL, o, sizeof(o), n, sizeof(n)),
+	    0);
+	assert_string_equal(o, "");
+	assert_string_equal(n, "dev");
+	assert_int_not_equal(cli_ws_ref("", "ann", o, sizeof(o), n,
+	    sizeof(n)), 0);
+	assert_int_not_equal(cli_ws_ref("/dev", "ann", o, sizeof(o), n,
+	    sizeof(n)), 0);
+	assert_int_not_equal(cli_ws_ref("bob/", "ann", o, sizeof(o), n,
+	    sizeof(n)), 0);
+	assert_int_not_equal(cli_ws_ref("a/b/c", "ann", o, sizeof(o), n,
+	    sizeof(n)), 0);
+	assert_int_not_equal(cli_ws_ref("a/0123456789abcdef", "ann", o,
+	    sizeof(o), n, sizeof(n)), 0);
+	assert_int_not_equal(cli_ws_ref("0123456789abcdef/a", "ann", o,
+	    sizeof(o), n, sizeof(n)), 0);
+	assert_int_not_equal(cli_ws_ref("a", "0123456789abcdef", o,
+	    sizeof(o), n, sizeof(n)), 0);
+
+	assert_int_equal(cli_parse_uint("2000", 64000, &v), 0);
+	assert_int_equal(v, 2000);
+	assert_int_equal(cli_parse_uint("0", 1, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(cli_parse_uint("18446744073709551615", UINT64_MAX,
+	    &v), 0);
+	assert_true(v == UINT64_MAX);
+	assert_int_not_equal(cli_parse_uint("18446744073709551616",
+	    UINT64_MAX, &v), 0);
+	assert_int_not_equal(cli_parse_uint("65536", 65535, &v), 0);
+	assert_int_not_equal(cli_parse_uint("-1", 10, &v), 0);
+	assert_int_not_equal(cli_parse_uint("+1", 10, &v), 0);
+	assert_int_not_equal(cli_parse_uint(" 1", 10, &v), 0);
+	assert_int_not_equal(cli_parse_uint("1 ", 10, &v), 0);
+	assert_int_not_equal(cli_parse_uint("2k", 10000, &v), 0);
+	assert_int_not_equal(cli_parse_uint("", 10, &v), 0);
+	assert_int_not_equal(cli_parse_uint(NULL, 10, &v), 0);
+}
+
+/* moat ws and moat template stop at bad arguments with status 2 before
+ * the config or the network (as test_verbs_refuse_bad_args). */
+static void
+test_ws_template_refuse_bad_args(void **state)
+{
+	(void)state;
+	setenv("HOME", "/nonexistent-moat-test", 1);
+	unsetenv("XDG_CONFIG_HOME");
+	assert_int_equal(cmd_ws(1, ARGV("ws")), CLI_USAGE);
+	assert_int_equal(cmd_ws(2, ARGV("ws", "frob")), CLI_USAGE);
+	assert_int_equal(cmd_ws(2, ARGV("ws", "--help")), CLI_OK);
+	assert_int_equal(cmd_ws(3, ARGV("ws", "create", "--help")), CLI_OK);
+	assert_int_equal(cmd_ws(2, ARGV("ws", "create")), CLI_USAGE);
+	assert_int_equal(cmd_ws(4, ARGV("ws", "create", "a", "b")), CLI_USAGE);
+	assert_int_equal(cmd_ws(3, ARGV("ws", "create", "bob/dev")),
+	    CLI_USAGE);
+	assert_int_equal(cmd_ws(4, ARGV("ws", "create", "dev", "--template")),
+	    CLI_USAGE);
+	assert_int_equal(cmd_ws(4, ARGV("ws", "create", "dev", "--yes")),
+	    CLI_USAGE);
+	assert_int_equal(cmd_ws(5, ARGV("ws", "list", "--owner", "bob",
+	    "--all")), CLI_USAGE);
+	assert_int_equal(cmd_ws(3, ARGV("ws", "list", "dev")), CLI_USAGE);
+	assert_int_equal(cmd_ws(2, ARGV("ws", "show")), CLI_USAGE);
+	assert_int_equal(cmd_ws(3, ARGV("ws", "show", "a/b/c")), CLI_USAGE);
+	assert_int_equal(cmd_ws(3, ARGV("ws", "show", "/dev")), CLI_USAGE);
+	assert_int_equal(cmd_ws(3, ARGV("ws", "show", "bob/")), CLI_USAGE);
+	assert_int_equal(cmd_ws(4, ARGV("ws", "start", "a", "b")), CLI_USAGE);
+	/* Only delete takes --yes; only lists and show take --json. */
+	assert_int_equal(cmd_ws(4, ARGV("ws", "stop", "dev", "--yes")),
+	    CLI_USAGE);
+	assert_int_equal(cmd_ws(4, ARGV("ws", "logs", "dev", "--json")),
+	    CLI_USAGE);
+	assert_int_equal(cmd_ws(4, ARGV("ws", "events", "dev", "--wait")),
+	    CLI_USAGE);
+	assert_int_equal(cmd_ws(4, ARGV("ws", "restart", "dev", "--wait=1")),
+	    CLI_USAGE);
+	assert_int_equal(cmd_ws(3, ARGV("ws", "delete", "--help")), CLI_OK);
+
+	assert_int_equal(cmd_template(2, ARGV("template", "create")),
+	    CLI_USAGE);
+	/* --image is required. */
+	assert_int_equal(cmd_template(3, ARGV("template", "create", "t")),
+	    CLI_USAGE);
+	assert_int_equal(cmd_template(7, ARGV("template", "create", "t",
+	    "--image", "x", "--cpu", "two")), CLI_USAGE);
+	assert_int_equal(cmd_template(7, ARGV("template", "create", "t",
+	    "--image", "x", "--memory", "-5")), CLI_USAGE);
+	assert_int_equal(cmd_template(7, ARGV("template", "create", "t",
+	    "--image", "x", "--disk", "99999999999")), CLI_USAGE);
+	assert_int_equal(cmd_template(7, ARGV("template", "create", "t",
+	    "--image", "x", "--env", "NOEQUALS")), CLI_USAGE);
+	assert_int_equal(cmd_template(7, ARGV("template", "create", "t",
+	    "--image", "x", "--env", "=v")), CLI_USAGE);
+	assert_int_equal(cmd_template(7, ARGV("template", "create", "t",
+	    "--image", "x", "--port", "0")), CLI_USAGE);
+	assert_int_equal(cmd_template(7, ARGV("template", "create", "t",
+	    "--image", "x", "--port", "65536")), CLI_USAGE);
+	assert_int_equal(cmd_template(7, ARGV("template", "create", "t",
+	    "--image", "x", "--idle-timeout", "soon")), CLI_USAGE);
+	assert_int_equal(cmd_template(6, ARGV("template", "create", "t",
+	    "--image", "x", "--forbid-sudo=yes")), CLI_USAGE);
+	assert_int_equal(cmd_template(3, ARGV("template", "show", "--all")),
+	    CLI_USAGE);
+	assert_int_equal(cmd_template(4, ARGV("template", "delete", "a",
+	    "b")), CLI_USAGE);
+	/* A startup script that cannot be read fails before the network. */
+	assert_int_equal(cmd_template(7, ARGV("template", "create", "t",
+	    "--image", "x", "--startup-script", "/nonexistent/script.sh")),
+	    CLI_FAILED);
+	/* Good arguments get as far as the (missing) config: status 1. */
+	assert_int_equal(cmd_template(11, ARGV("template", "create", "t",
+	    "--image", "x", "--idle-timeout", "0", "--port", "8080",
+	    "--env", "A=b=c")), CLI_FAILED);
+	assert_int_equal(cmd_ws(3, ARGV("ws", "show", "bob/dev")), CLI_FAILED);
+	assert_int_equal(cmd_ws(4, ARGV("ws", "list", "--owner", "bob")),
+	    CLI_FAILED);
+}
+
 int
 main(void)
 {
@@ -356,6 +491,8 @@ main(void)
 		cmocka_unit_test(test_token_name),
 		cmocka_unit_test(test_fingerprints),
 		cmocka_unit_test(test_verbs_refuse_bad_args),
+		cmocka_unit_test(test_ws_ref_and_numbers),
+		cmocka_unit_test(test_ws_template_refuse_bad_args),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
