@@ -210,7 +210,17 @@ cli_sshcfg_block(const char *text, size_t len, struct buf *out)
 	if ((found = find_block(text, len, &b0, &b1, &bo, &bl, err,
 	    sizeof(err))) <= 0)
 		return found;
-	return buf_append(out, text + bo, bl) == 0 ? 1 : MOAT_ERR_NOMEM;
+	/* Lines with "\n" endings, whatever the file uses. */
+	{
+		struct line l;
+		size_t off = 0;
+
+		while (next_line(text + bo, bl, &off, &l))
+			if (buf_append(out, l.p, l.len) != 0 ||
+			    buf_append_str(out, "\n") != 0)
+				return MOAT_ERR_NOMEM;
+	}
+	return 1;
 }
 
 /* ---- files ---- */

@@ -48,8 +48,9 @@
 int cli_sshcfg_edit(const char *text, size_t len, const char *body,
     char **out, size_t *outlen, char *err, size_t errlen) MOAT_MUST_CHECK;
 
-/* The managed block's body (without markers) of text into out (reset
- * first): 1 when there is a block, 0 when none, MOAT_ERR_CORRUPT. */
+/* The managed block's body (without markers, lines ending in "\n") of
+ * text into out (reset first): 1 when there is a block, 0 when none,
+ * MOAT_ERR_CORRUPT. */
 int cli_sshcfg_block(const char *text, size_t len, struct buf *out)
     MOAT_MUST_CHECK;
 
