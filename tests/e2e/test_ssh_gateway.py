@@ -106,6 +106,8 @@ def env(tmp_path_factory, podman_socket, base_image):
         "--run-dir", str(run_dir),
         "--reconcile-interval", "300ms",
         "--ssh-listen", f"127.0.0.1:{ssh_port}",
+        "--ssh-max-startups", "32",
+        "--ssh-login-grace-time", "4s",
         "--max-workspaces-per-user", "4",
         "--max-running-per-user", "4",
         "--audit-fsync", "none",
@@ -702,3 +704,35 @@ def test_record_input_switch(env):
     typed = "".join(e[2] for e in events if e[1] == "i")
     assert "echo typed-$((1+1))" in typed
     assert "typed-2" in "".join(e[2] for e in events if e[1] == "o")
+
+
+def test_unauthenticated_limit_and_login_grace(env):
+    user, tok, key, ws = env.user_with_ws("grace")
+    held = []
+    try:
+        for _ in range(32):
+            c = socket.create_connection(("127.0.0.1", env.ssh_port), 5)
+            c.settimeout(10)
+            assert c.recv(64).startswith(b"SSH-2.0-")
+            held.append(c)
+        # One too many: closed at once, before any banner.
+        extra = socket.create_connection(("127.0.0.1", env.ssh_port), 5)
+        extra.settimeout(5)
+        assert extra.recv(64) == b""
+        extra.close()
+        t0 = time.monotonic()
+        # The grace time (4 s) ends the silent ones.
+        for c in held:
+            try:
+                while c.recv(4096):
+                    pass
+            except OSError:
+                pass
+        assert time.monotonic() - t0 < 15
+    finally:
+        for c in held:
+            c.close()
+    r = env.ssh(key, "grace", "echo", "in")
+    assert r.returncode == 0 and r.stdout == "in\n", r.stderr
+    env.audit(lambda e: e.get("type") == "ssh.auth" and
+              e.get("details", {}).get("reason") == "login grace time over")
