@@ -165,7 +165,7 @@ cli_sshcfg_edit(const char *text, size_t len, const char *body, char **out,
 {
 	struct buf b;
 	size_t b0, b1, bo, bl;
-	const char *eol = file_eol(text, len);
+	const char *eol;
 	int r, found;
 
 	*out = NULL;
@@ -175,6 +175,14 @@ cli_sshcfg_edit(const char *text, size_t len, const char *body, char **out,
 	if ((found = find_block(text, len, &b0, &b1, &bo, &bl, err,
 	    errlen)) < 0)
 		return found;
+	/* The block keeps its own line endings once written (so that a
+	 * newline added to a last line never changes them on the next run);
+	 * a new block takes the file's. */
+	if (found)
+		eol = bo >= 2 && text[bo - 2] == '\r' && text[bo - 1] == '\n' ?
+		    "\r\n" : "\n";
+	else
+		eol = file_eol(text, len);
 	buf_init(&b, len + (body != NULL ? 2 * strlen(body) : 0) + 256);
 	if ((r = buf_append(&b, text != NULL ? text : "", b0)) != 0)
 		goto out;

@@ -9,8 +9,9 @@
  * leaves every other byte of the file as it was. Without a block, the new
  * one goes before the file's first Host or Match line (so that its
  * options come before any "Host *" section: OpenSSH keeps the first value
- * it finds for each option), or at the end when there is none. A file
- * with CRLF line endings gets CRLF lines in the block too. An unbalanced
+ * it finds for each option), or at the end when there is none. A new
+ * block in a file with CRLF line endings gets CRLF lines too; a block
+ * keeps the line endings it was written with. An unbalanced
  * or repeated marker is an error: the file is left alone.
  *
  * Writing (cli_sshcfg_write_file) is atomic (a temporary file in the same

@@ -143,6 +143,16 @@ test_end_and_no_trailing_newline(void **state)
 	/* No Host line: the end, after a newline added to the last line. */
 	expect_edit("User x", "H\n", "User x\n" B "H\n" E);
 	expect_edit("User x\n", "H\n", "User x\n" B "H\n" E);
+	/* A last line ending in a lone CR: the next run changes nothing. */
+	{
+		char *once = edit("User x\r", "H\n");
+		char *twice = edit(once, "H\n");
+
+		assert_string_equal(once, "User x\r\n" B "H\n" E);
+		assert_string_equal(twice, once);
+		free(once);
+		free(twice);
+	}
 	/* A block that is the file's last line without a newline. */
 	expect_edit("a\n" B "old\n" CLI_SSHCFG_END, "new\n",
 	    "a\n" B "new\n" E);
