@@ -80,7 +80,7 @@ session_end(int argc, char **argv)
 	const char *pos[1];
 	json_t *list = NULL, *s, *found = NULL;
 	bool yes = false;
-	char path[512], q[512], who[160], where[300];
+	char path[512], q[1024], who[160], where[300];
 	size_t npos, i;
 	int r, status;
 	const struct cli_opt opts[] = {
@@ -121,7 +121,7 @@ session_end(int argc, char **argv)
 		    "owner"), o, sizeof(o)), cli_clean(cli_str(found,
 		    "workspace"), w, sizeof(w)));
 	}
-	snprintf(q, sizeof(q), "End SSH session %s of %s on %s (the client is "
+	snprintf(q, sizeof(q), "End SSH session %.64s of %s on %s (the client is "
 	    "disconnected)?", pos[0], who, where);
 	if ((status = cli_confirm_or_yes(prog, q, yes)) != 0)
 		goto out;

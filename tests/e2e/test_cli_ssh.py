@@ -423,3 +423,62 @@ def test_session_list_and_end(env, dev):
             p.wait(5)
     r = env.admin_cli.run("session", "list", "--json", check=0)
     assert s["id"] not in [x["id"] for x in json.loads(r.stdout)]
+
+
+# ------------------------------------------- without workspaces or Podman
+
+def test_help_everywhere(moat_bin, tmp_path):
+    cli = Cli(moat_bin, tmp_path / "home")
+    top = cli.run("--help", check=0).stdout
+    for group in ("ssh", "port-forward", "config-ssh", "recording",
+                  "session"):
+        assert re.search(rf"^  {group} ", top, re.M), top
+        assert "usage: moat " + group in cli.run(group, "--help",
+                                                 check=0).stdout
+        assert "usage: moat " + group in cli.run("help", group,
+                                                 check=0).stdout
+    for group, subs in {"recording": ("list", "get"),
+                        "session": ("list", "end")}.items():
+        for sub in subs:
+            assert "usage: moat " + group in cli.run(group, sub, "--help",
+                                                     check=0).stdout
+    cli.run("recording", "frob", check=2)
+    cli.run("session", check=2)
+    # Not logged in: one clear line, nothing run.
+    r = cli.run("ssh", "dev", "--", "true", check=1)
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_gateway_address_setting_and_gateway_off(moatd_factory, moat_bin,
+                                                 tmp_path):
+    # ssh-public-address names what clients dial (here a wildcard: the
+    # API's host); the gateway itself listens elsewhere.
+    m = moatd_factory(extra_args=("--ssh-public-address", "0.0.0.0:2200"))
+    cli = Cli(moat_bin, tmp_path / "a")
+    cli.login(m)
+    r = call(m, "GET", "/api/v1/ssh/info", admin_token(m))
+    assert r.status == 200 and r.json()["host"] == "0.0.0.0" and \
+        r.json()["port"] == 2200, r.text
+    r = cli.run("ssh", "x", "--dry-run", "--", "true", check=0)
+    assert re.search(r"^ssh -p 2200 -l x .* -- 127\.0\.0\.1 true$",
+                     r.stdout), r.stdout
+    r = cli.run("config-ssh", "--dry-run", check=0)
+    assert "no workspaces yet" in r.stdout
+    assert not (tmp_path / "a" / ".ssh").exists()
+    m.stop()
+    # No gateway: the API says so, and so does moat.
+    m2 = moatd_factory(extra_args=("--ssh-listen", ""))
+    cli2 = Cli(moat_bin, tmp_path / "b")
+    cli2.login(m2)
+    r = cli2.run("ssh", "x", "--", "true", check=1)
+    assert "SSH gateway is turned off" in r.stderr, r.stderr
+    r = cli2.run("config-ssh", check=1)
+    assert "SSH gateway is turned off" in r.stderr
+
+
+def admin_token(m):
+    from test_cli import admin_pw
+    r = call(m, "POST", "/api/v1/auth/login", body={
+        "username": "admin", "password": admin_pw(m)})
+    assert r.status == 200, r.text
+    return r.json()["token"]
