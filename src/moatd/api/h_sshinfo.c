@@ -85,7 +85,7 @@ public_line(const char *path)
 out:
 	ssh_string_free_char(b64);
 	ssh_key_free(pub);
-	ssh_key_free(priv);	/* libssh wipes private key material */
+	ssh_key_free(priv);	/* libssh and OpenSSL clear the private key */
 	return line;
 }
 
