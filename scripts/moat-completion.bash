@@ -7,7 +7,8 @@
 # Completes commands, subcommands and options; server names for `moat use`
 # and `moat logout` (from the config file, never its tokens); files where a
 # command takes one; workspace and template names (asked from the server
-# with `moat ws list --json` / `moat template list --json`, with jq).
+# with `moat ws list --json` / `moat template list --json`, with jq), and
+# recording and session ids for `moat recording get` / `moat session end`.
 
 _moat_servers()
 {
@@ -35,6 +36,12 @@ _moat_names()
         template)
             moat template list --json 2>/dev/null |
                 jq -r '.[].name' 2>/dev/null ;;
+        recording)
+            moat recording list --json 2>/dev/null |
+                jq -r '.[].id' 2>/dev/null ;;
+        session)
+            moat session list --json 2>/dev/null |
+                jq -r '.[].id' 2>/dev/null ;;
     esac
 }
 
@@ -50,7 +57,7 @@ _moat()
         cword=$COMP_CWORD
     fi
 
-    local commands="login logout whoami use token user sshkey secret ws template policy audit version help"
+    local commands="login logout whoami use token user sshkey secret ws ssh port-forward config-ssh template policy audit recording session version help"
     local roles="owner admin template-admin auditor security-officer member"
 
     if (( cword == 1 )); then
@@ -62,8 +69,18 @@ _moat()
     local opts="" subs=""
 
     case $prev in
-        --ca-file|--startup-script)
+        --ca-file|--startup-script|--ssh-config|-F|--output)
             COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        -o)
+            if [[ $cmd == recording ]]; then
+                COMPREPLY=($(compgen -f -- "$cur")); return
+            fi ;;
+        --workspace|-w)
+            if [[ $cmd == recording ]]; then
+                COMPREPLY=($(compgen -W "$(_moat_names ws)" -- "$cur")); return
+            fi ;;
+        --user)
+            return ;;
         --template|-t)
             if [[ $cmd == ws ]]; then
                 COMPREPLY=($(compgen -W "$(_moat_names template)" -- "$cur")); return
@@ -173,6 +190,43 @@ _moat()
             if [[ $sub == show || $sub == delete ]] && (( cword == 3 )) && [[ $cur != -* ]]; then
                 COMPREPLY=($(compgen -W "$(_moat_names template)" -- "$cur")); return
             fi ;;
+        ssh)
+            # After "--" comes the remote command: nothing to complete.
+            local w
+            for w in "${words[@]:2:cword-2}"; do
+                [[ $w == -- ]] && { COMPREPLY=(); return; }
+            done
+            opts="--tty -t --dry-run --help"
+            if [[ $cur != -* ]]; then
+                COMPREPLY=($(compgen -W "$(_moat_names ws)" -- "$cur")); return
+            fi ;;
+        port-forward)
+            opts="--dry-run --help"
+            if (( cword == 2 )) && [[ $cur != -* ]]; then
+                COMPREPLY=($(compgen -W "$(_moat_names ws)" -- "$cur")); return
+            fi ;;
+        config-ssh)
+            opts="--ssh-config --dry-run --remove --help" ;;
+        recording)
+            subs="list get"
+            case $sub in
+                list) opts="--user --workspace --limit --json --help" ;;
+                get)
+                    opts="--output -o --help"
+                    if (( cword == 3 )) && [[ $cur != -* ]]; then
+                        COMPREPLY=($(compgen -W "$(_moat_names recording)" -- "$cur")); return
+                    fi ;;
+            esac ;;
+        session)
+            subs="list end"
+            case $sub in
+                list) opts="--json --help" ;;
+                end)
+                    opts="--yes --help"
+                    if (( cword == 3 )) && [[ $cur != -* ]]; then
+                        COMPREPLY=($(compgen -W "$(_moat_names session)" -- "$cur")); return
+                    fi ;;
+            esac ;;
         audit)
             subs="tail verify"
             case $sub in

@@ -17,6 +17,7 @@
 #ifndef MOAT_CLI_H
 #define MOAT_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <time.h>
@@ -67,6 +68,64 @@ void cli_login_token_name(char out[21], const char *host, time_t now,
 int cli_ws_ref(const char *ref, const char *me, char *owner, size_t ownerlen,
     char *name, size_t namelen) MOAT_MUST_CHECK;
 
+/* ---- moat ssh, port-forward, config-ssh (cmd_ssh.c) ---- */
+
+#define CLI_SSH_FWD_MAX 8
+#define CLI_SSH_LOGIN_MAX 160
+
+/* The gateway's login for "[OWNER/]NAME": NAME when OWNER is absent or is
+ * me (may be NULL), else "OWNER.NAME". Both parts must be labels the
+ * gateway accepts (cli_ssh_label_ok). */
+int cli_ssh_login(const char *ref, const char *me, char *out, size_t outlen)
+    MOAT_MUST_CHECK;
+
+/* "LOCAL:REMOTE" or "PORT" (both the same), ports 1..65535. */
+int cli_ssh_forward_spec(const char *spec, unsigned *local, unsigned *remote)
+    MOAT_MUST_CHECK;
+
+/* The host to dial: host, or for a wildcard ("", 0.0.0.0, ::, *) the host
+ * of the API URL url. Checked with cli_ssh_host_ok. */
+int cli_ssh_effective_host(const char *host, const char *url, char *out,
+    size_t outlen) MOAT_MUST_CHECK;
+
+/* What moat ssh / moat port-forward were asked (argv from the verb's name;
+ * strings borrowed from argv). */
+struct cli_ssh_args {
+	const char *ws;			/* [OWNER/]NAME */
+	char login[CLI_SSH_LOGIN_MAX];	/* checked syntax, owner not
+					 * resolved against the user yet */
+	bool tty, dry_run;
+	size_t nfwd;			/* port-forward: 1..CLI_SSH_FWD_MAX */
+	unsigned local[CLI_SSH_FWD_MAX], remote[CLI_SSH_FWD_MAX];
+	char **cmd;			/* after "--" (moat ssh) */
+	size_t ncmd;
+};
+
+/* Parses argv for moat ssh (forward false) or moat port-forward:
+ * CLI_PARSE_OK, CLI_PARSE_HELP (usage printed), CLI_PARSE_ERR (one line
+ * printed). */
+int cli_ssh_parse_args(const char *prog, bool forward, int argc, char **argv,
+    struct cli_ssh_args *a, void (*usage)(FILE *f));
+
+/* The ssh command line. */
+struct cli_ssh_cmd {
+	const char *host;
+	long port;
+	const char *known_hosts;	/* an absolute path */
+	const char *login;
+	bool tty;
+	size_t nfwd;
+	unsigned local[CLI_SSH_FWD_MAX], remote[CLI_SSH_FWD_MAX];
+	char *const *cmd;
+	size_t ncmd;
+};
+
+/* argv for execvp: prog, the options, "--", the host, the command; a
+ * NULL-terminated array of new strings (cli_ssh_argv_free). */
+int cli_ssh_argv(const struct cli_ssh_cmd *s, const char *prog, char ***out)
+    MOAT_MUST_CHECK;
+void cli_ssh_argv_free(char **argv);
+
 int cmd_audit(int argc, char **argv);
 void cmd_audit_usage(FILE *f);
 int cmd_login(int argc, char **argv);
@@ -91,5 +150,15 @@ int cmd_template(int argc, char **argv);
 void cmd_template_usage(FILE *f);
 int cmd_ws(int argc, char **argv);
 void cmd_ws_usage(FILE *f);
+int cmd_ssh(int argc, char **argv);
+void cmd_ssh_usage(FILE *f);
+int cmd_port_forward(int argc, char **argv);
+void cmd_port_forward_usage(FILE *f);
+int cmd_config_ssh(int argc, char **argv);
+void cmd_config_ssh_usage(FILE *f);
+int cmd_recording(int argc, char **argv);
+void cmd_recording_usage(FILE *f);
+int cmd_session(int argc, char **argv);
+void cmd_session_usage(FILE *f);
 
 #endif

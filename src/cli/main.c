@@ -41,11 +41,21 @@ static const struct cli_command commands[] = {
 	{ "secret", cmd_secret, "Store, list and delete personal secrets",
 	    cmd_secret_usage },
 	{ "ws", cmd_ws, "Create, run and follow workspaces", cmd_ws_usage },
+	{ "ssh", cmd_ssh, "Open a shell or run a command in a workspace (OpenSSH)",
+	    cmd_ssh_usage },
+	{ "port-forward", cmd_port_forward, "Forward a local port to a port in "
+	    "a workspace", cmd_port_forward_usage },
+	{ "config-ssh", cmd_config_ssh, "Write Host entries for your "
+	    "workspaces into ~/.ssh/config", cmd_config_ssh_usage },
 	{ "template", cmd_template, "List, show, create and delete workspace "
 	    "templates", cmd_template_usage },
 	{ "policy", cmd_policy, "Manage egress policies", cmd_policy_usage },
 	{ "audit", cmd_audit, "Read the audit trail (tail) or check a chain "
 	    "file (verify)", cmd_audit_usage },
+	{ "recording", cmd_recording, "List and download SSH session "
+	    "recordings", cmd_recording_usage },
+	{ "session", cmd_session, "List and end live SSH sessions (admins)",
+	    cmd_session_usage },
 	{ "version", cmd_version, "Print moat's version", version_usage },
 	{ "help", cmd_help, "Show help for moat or one of its commands",
 	    help_usage },
@@ -68,7 +78,7 @@ usage(FILE *f)
 	fprintf(f, "usage: moat [--help | --version] COMMAND [ARGS...]\n\n"
 	    "Commands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nRun 'moat COMMAND --help' or 'moat help COMMAND' for a "
 	    "command's options.\nThe config file is "
 	    "$XDG_CONFIG_HOME/moat/config.json (~/.config/moat/config.json);\n"

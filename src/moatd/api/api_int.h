@@ -171,6 +171,9 @@ void h_templates_delete(struct api_call *c);
 void h_recordings_list(struct api_call *c);
 void h_recordings_get(struct api_call *c);
 
+/* The SSH gateway's address and host keys (h_sshinfo.c). */
+void h_sshinfo(struct api_call *c);
+
 /* Live SSH sessions (h_sessions.c). */
 void h_sessions_list(struct api_call *c);
 void h_sessions_delete(struct api_call *c);

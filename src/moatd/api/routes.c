@@ -268,6 +268,10 @@ const struct api_route api_routes[] = {
 	{ "GET", "/api/v1/recordings/{id}", PERM_RECORDINGS_READ,
 	  h_recordings_get, NOBODY, NULL, false,
 	  "One session recording as asciicast v2 text", NULL, false },
+	/* Where the SSH gateway is and its host keys (the CLI pins them). */
+	{ "GET", "/api/v1/ssh/info", PERM_SELF, h_sshinfo, NOBODY, NULL,
+	  false, "The SSH gateway's address and public host keys", NULL,
+	  false },
 	/* Live SSH sessions (gateway/gw.h). */
 	{ "GET", "/api/v1/sessions", PERM_SESSIONS_ADMIN, h_sessions_list,
 	  NOBODY, NULL, false, "Live SSH sessions", NULL, false },

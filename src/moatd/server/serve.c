@@ -101,6 +101,8 @@ const struct config_key moatd_serve_keys[] = {
 	  "How often moatd compares what moat-proxy should know with what it pushed (changes go at once).", 100, 600000, false },
 	{ "ssh-listen", CFG_STRING, "127.0.0.1:2222",
 	  "Address of the SSH gateway; empty turns it off.", 0, 0, false },
+	{ "ssh-public-address", CFG_STRING, NULL,
+	  "HOST:PORT that SSH clients dial to reach the gateway (a load balancer, a public name), given to `moat ssh` and `moat config-ssh` with the host keys (default: the ssh-listen value).", 0, 0, false },
 	{ "ssh-proxy-protocol-from", CFG_LIST, NULL,
 	  "Expect PROXY protocol v1/v2 on the SSH gateway from these balancer networks (CIDR list).", 0, 0, false },
 	{ "ssh-max-startups", CFG_INT, "64",
