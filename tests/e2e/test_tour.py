@@ -5,7 +5,8 @@ the tour's code block runs in bash with the real `moat` binary, the real
 OpenSSH client, git and asciinema, and its output is checked.
 
 The commands are taken from README.md itself, so the tour cannot drift from
-what works. Three substitutions adapt it to the test: the data directory
+what works. OpenSSH reads ~/.ssh from the password database, so an `ssh`
+wrapper gives it the temporary home's key and config. Three substitutions adapt it to the test: the data directory
 (.moat-dev) is a temporary one, PATH points at the build under test, and
 the interactive session of step 9 is driven through a pty (`script`) that
 types into it.
@@ -49,6 +50,8 @@ def tour_steps() -> list[tuple[int, str]]:
 
 def port_free(host, port):
     s = socket.socket()
+    # As the servers do: a connection in TIME_WAIT does not hold the port.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((host, port))
         return True
@@ -69,8 +72,21 @@ def platform(tmp_path, base_image):
     data = tmp_path / "moat-dev"
     home = tmp_path / "home"
     home.mkdir()
+    # OpenSSH finds ~/.ssh through the password database, not $HOME: a
+    # wrapper first in PATH hands the real ssh the tour user's key and the
+    # config file `moat config-ssh` writes, as a user's own ~ would.
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "ssh").write_text(
+        "#!/bin/sh\n"
+        f"cfg={home}/.ssh/config\n"
+        "[ -f \"$cfg\" ] || cfg=/dev/null\n"
+        f"exec /usr/bin/ssh -F \"$cfg\" -i {home}/.ssh/id_ed25519 "
+        "-o IdentitiesOnly=yes \"$@\"\n")
+    (shim / "ssh").chmod(0o755)
     env = dict(os.environ, HOME=str(home), MOAT_DEV_DIR=str(data),
-               XDG_CONFIG_HOME=str(home / ".config"))
+               XDG_CONFIG_HOME=str(home / ".config"),
+               PATH=f"{shim}:{os.environ['PATH']}")
     env.pop("DOCKER_HOST", None)
     log = open(tmp_path / "dev-run.log", "w+")
     proc = subprocess.Popen([str(ROOT / "scripts" / "dev-run"), str(build)],
@@ -105,12 +121,13 @@ def platform(tmp_path, base_image):
 
 
 def adapt(cmd: str, p) -> str:
+    # /tmp/ first: the substituted paths below live under /tmp themselves.
+    cmd = cmd.replace("/tmp/", f"{p['tmp']}/")
     cmd = cmd.replace("export PATH=$PWD/build/release:$PATH",
                       f"export PATH={p['build']}:$PATH")
     cmd = cmd.replace("scripts/tour-git-host start",
                       f"scripts/tour-git-host start {p['data']}")
     cmd = cmd.replace(".moat-dev", str(p["data"]))
-    cmd = cmd.replace("/tmp/", f"{p['tmp']}/")
     return cmd
 
 
@@ -155,7 +172,7 @@ def test_readme_tour(platform):
     typed = "echo tour-$((6*7))-recorded; exit\n"
     r = subprocess.run(["script", "-qefc", "moat ssh lab", "/dev/null"],
                        input=typed, cwd=ROOT, env=dict(
-                           p["env"], PATH=f"{p['build']}:{os.environ['PATH']}"),
+                           p["env"], PATH=f"{p['build']}:{p['env']['PATH']}"),
                        capture_output=True, text=True, timeout=120)
     assert "tour-42-recorded" in r.stdout, r.stdout + r.stderr
     rest = s9.replace("\nmoat ssh lab\n", "\n").replace(
