@@ -15,11 +15,13 @@ dev-run listens on the default ports (8443, 2112, 2222, 3129) and the tour's
 git host on 127.0.0.2:9443, as a user's machine would; the test is skipped
 when one of them is taken.
 """
+import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -88,34 +90,55 @@ def platform(tmp_path, base_image):
                XDG_CONFIG_HOME=str(home / ".config"),
                PATH=f"{shim}:{os.environ['PATH']}")
     env.pop("DOCKER_HOST", None)
-    log = open(tmp_path / "dev-run.log", "w+")
-    proc = subprocess.Popen([str(ROOT / "scripts" / "dev-run"), str(build)],
-                            cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    p = {"env": env, "data": data, "build": build, "home": home,
+         "tmp": tmp_path, "runs": 0, "proc": None}
 
-    def ready():
-        if proc.poll() is not None:
-            raise mh.HarnessError("dev-run exited:\n" +
-                                  (tmp_path / "dev-run.log").read_text())
-        return "moat is running" in (tmp_path / "dev-run.log").read_text()
-    try:
+    def start():
+        """`make run` (scripts/dev-run), in its own session as in a
+        terminal; returns once it printed that moat is running."""
+        p["runs"] += 1
+        logf = tmp_path / f"dev-run-{p['runs']}.log"
+        with open(logf, "w") as log:
+            p["proc"] = proc = subprocess.Popen(
+                [str(ROOT / "scripts" / "dev-run"), str(build)], cwd=ROOT,
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+        def ready():
+            if proc.poll() is not None:
+                raise mh.HarnessError("dev-run exited:\n" + logf.read_text())
+            return "moat is running" in logf.read_text()
         mh.wait_until(ready, 240, interval=0.5, what="make run ready")
-        yield {"env": env, "data": data, "build": build, "home": home,
-               "tmp": tmp_path}
-    finally:
-        # Leave nothing behind: workspaces, the git host, the platform.
-        subprocess.run([str(build / "moat"), "ws", "delete", "lab", "--yes",
-                        "--wait"], env=env, cwd=ROOT, capture_output=True,
-                       timeout=120)
-        subprocess.run([str(ROOT / "scripts" / "tour-git-host"), "stop",
-                        str(data)], cwd=ROOT, capture_output=True)
+        return logf.read_text()
+
+    def stop():
+        """Ctrl-C: SIGINT to the whole process group, as a terminal does."""
+        proc, p["proc"] = p["proc"], None
+        if proc is None:
+            return
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-        log.close()
+            raise
+    p["start"], p["stop"] = start, stop
+    try:
+        p["banner"] = start()
+        yield p
+    finally:
+        # Leave nothing behind: workspaces, the git host, the platform.
+        if p["proc"] is not None:
+            subprocess.run([str(build / "moat"), "ws", "delete", "lab",
+                            "--yes", "--wait"], env=env, cwd=ROOT,
+                           capture_output=True, timeout=120)
+        subprocess.run([str(ROOT / "scripts" / "tour-git-host"), "stop",
+                        str(data)], cwd=ROOT, capture_output=True)
+        stop()
+    left = subprocess.run(["pgrep", "-af", str(data)], capture_output=True,
+                          text=True).stdout
+    assert left == "", f"processes left behind:\n{left}"
     for line in (data / "logs" / "moatd.log").read_text().splitlines():
         assert "AddressSanitizer" not in line and "runtime error" not in line
 
@@ -188,6 +211,58 @@ def test_readme_tour(platform):
     out = run(p, prelude + adapt(steps[10], p))
     assert "ssh.session" in out or "session." in out, out
     assert re.search(r"verif|ok", out, re.I), out
+
+    # make run itself: the banner names the password file and the first
+    # commands; Ctrl-C leaves no process, container or mount behind; a
+    # second make run reuses the data and brings the workspace back.
+    banner = p["banner"]
+    for want in ("initial-admin-password", "moat login", "moat ws create"):
+        assert want in banner, banner
+    inst = installation_of(p["data"])
+    pgid = p["proc"].pid
+    p["stop"]()
+    assert subprocess.run(["pgrep", "-g", str(pgid)],
+                          capture_output=True).returncode == 1, \
+        subprocess.run(["ps", "-o", "pid,args", "-g", str(pgid)],
+                       capture_output=True, text=True).stdout
+    assert leftovers(p["data"], inst) == []
+
+    banner = p["start"]()
+    assert "moat is running" in banner
+    out = run(p, prelude + "moat whoami")
+    assert "admin" in out, out
+    mh.wait_until(lambda: re.search(r"\blab\b.*\brunning\b", run(
+        p, prelude + "moat ws list")), 60, interval=0.5,
+        what="lab running again")
+    out = run(p, prelude + "moat ssh lab -- cat hello/README")
+    assert "Hello from a git host on loopback." in out, out
+
+
+def installation_of(data: Path) -> str:
+    db = sqlite3.connect(data / "moatd.db")
+    try:
+        row = db.execute("select body from docs where coll = "
+                         "'installation'").fetchone()
+    finally:
+        db.close()
+    return json.loads(row[0])["installation"]
+
+
+def leftovers(data: Path, inst: str) -> list:
+    """Containers of this installation, mounts and loop devices under the
+    data directory."""
+    left = [("container", n) for n in subprocess.run(
+        ["podman", "ps", "-a", "--filter", f"label=moat.installation={inst}",
+         "--format", "{{.Names}}"], capture_output=True, text=True,
+        check=True).stdout.split()]
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if line.split()[4].startswith(str(data)):
+            left.append(("mount", line.split()[4]))
+    for line in subprocess.run(["losetup", "-a"], capture_output=True,
+                               text=True).stdout.splitlines():
+        if str(data) in line:
+            left.append(("loop", line))
+    return left
 
 
 def _try(p, cmd):

@@ -228,6 +228,8 @@ orch_free(struct orch *o)
 		pthread_cond_signal(&o->cond);
 		pthread_mutex_unlock(&o->mu);
 		pthread_join(o->thread, NULL);
+		if (o->opt.stop_on_exit)
+			orch__stop_all_for_exit(o);
 	}
 	egress_link_free(o->egress);
 	if (o->drv != NULL)

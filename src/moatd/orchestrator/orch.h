@@ -55,6 +55,7 @@ struct orch_options {
 	unsigned ready_timeout_ms;	/* start -> sshd answering */
 	unsigned size_check_ms;		/* writable-layer size check period */
 	bool plain_volumes;		/* --insecure-plain-volumes */
+	bool stop_on_exit;		/* --stop-workspaces-on-exit */
 	unsigned max_per_user;		/* workspaces a user may own */
 	unsigned max_running_per_user;
 	/* The control link to moat-proxy (egress_link.h); NULL url: none,
@@ -75,7 +76,9 @@ int orch_new(struct orch **out, struct app *app, struct driver *drv,
 /* Starts the reconciler thread. */
 int orch_start(struct orch *o) MOAT_MUST_CHECK;
 /* Stops the thread (finishing the step in progress) and frees. Running
- * workspaces keep running: the next moatd adopts them. NULL is fine. */
+ * workspaces keep running: the next moatd adopts them; with stop_on_exit
+ * they are stopped first (state "stopped", desired still "running", so
+ * the next moatd starts them again). NULL is fine. */
 void orch_free(struct orch *o);
 
 /* Wakes the reconciler now. */

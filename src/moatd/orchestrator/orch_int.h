@@ -86,6 +86,9 @@ void orch__take_secrets_dirty(struct orch *o, char ***ids, size_t *n);
 /* --- reconcile.c --- */
 /* One pass over every workspace plus the orphan sweep. */
 void orch__pass(struct orch *o);
+/* stop_on_exit: tears down every running workspace this moatd may act on,
+ * leaving desired state alone (after the reconciler thread stopped). */
+void orch__stop_all_for_exit(struct orch *o);
 
 /* --- wsrun.c: RUN-DIR/ws/<id> --- */
 int orch__ws_dir(struct orch *o, const char *ws_id, const char *sub,

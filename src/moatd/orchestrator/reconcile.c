@@ -740,6 +740,42 @@ redeliver_secrets(struct orch *o, const json_t *doc, char **dirty, size_t n)
 		    ws_id(doc)));
 }
 
+/* --- shutdown with stop_on_exit --- */
+
+void
+orch__stop_all_for_exit(struct orch *o)
+{
+	static const char why[] = "moatd shut down (stop-workspaces-on-exit); "
+	    "it starts again with moatd";
+	json_t *docs = NULL, *d;
+	char err[512];
+	size_t i;
+
+	if (store_list(o->app->store, COLL_WORKSPACES, NULL, NULL, NULL, 0,
+	    &docs) != 0) {
+		log_warn(C, "cannot list workspaces to stop them on exit");
+		return;
+	}
+	json_array_foreach(docs, i, d) {
+		const char *state = json_get_str(d, "state");
+
+		if (!str_is(state, "running") && !str_is(state, "starting"))
+			continue;
+		if (!take_lease(o, d))
+			continue;
+		err[0] = '\0';
+		if (orch__set_state(o, d, "stopping", "") != 0 ||
+		    teardown(o, d, false, err, sizeof(err)) != 0) {
+			log_warn(C, "cannot stop a workspace on exit",
+			    LF_STR("workspace", ws_id(d)), LF_STR("error", err));
+		} else if (orch__set_state(o, d, "stopped", why) == 0) {
+			orch__audit(o, d, "stopped", "success", why);
+		}
+		release_lease(o, d);
+	}
+	json_decref(docs);
+}
+
 /* --- orphans --- */
 
 static bool

@@ -88,6 +88,8 @@ const struct config_key moatd_serve_keys[] = {
 	  "How often the size of each running workspace's writable root layer is checked.", 500, 3600000, false },
 	{ "insecure-plain-volumes", CFG_BOOL, "false",
 	  "Run workspaces on unencrypted home volumes when the host cannot do fscrypt (logged loudly).", 0, 0, false },
+	{ "stop-workspaces-on-exit", CFG_BOOL, "false",
+	  "On shutdown, stop the running workspaces (containers removed, home volumes locked) and start them again when moatd next starts: for development (make run), where nothing should outlive Ctrl-C.", 0, 0, false },
 	{ "max-workspaces-per-user", CFG_INT, "10",
 	  "Workspaces one user may own; 0 means no limit.", 0, 100000, false },
 	{ "max-running-per-user", CFG_INT, "5",

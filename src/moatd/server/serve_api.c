@@ -131,6 +131,7 @@ start_workspaces(struct app *app)
 	opt.size_check_ms = (unsigned)config_int(app->cfg,
 	    "size-check-interval");
 	opt.plain_volumes = config_bool(app->cfg, "insecure-plain-volumes");
+	opt.stop_on_exit = config_bool(app->cfg, "stop-workspaces-on-exit");
 	opt.max_per_user = (unsigned)config_int(app->cfg,
 	    "max-workspaces-per-user");
 	opt.max_running_per_user = (unsigned)config_int(app->cfg,
