@@ -29,6 +29,7 @@
 #include "log.h"
 #include "secrets/secretdir.h"
 #include "server/backup.h"
+#include "server/volcopy.h"
 #include "store/schema.h"
 #include "store/store.h"
 
@@ -42,7 +43,8 @@
 #define BK_COPY_TRIES 5
 
 /* The subdirectories a backup may hold, each flat. */
-static const char *const bk_subdirs[] = { "secrets", "pki", "audit" };
+static const char *const bk_subdirs[] = { "secrets", "pki", "audit",
+    "volumes" };
 #define BK_NSUBDIRS (sizeof(bk_subdirs) / sizeof(bk_subdirs[0]))
 
 static int
@@ -388,6 +390,63 @@ out:
 	return r;
 }
 
+/* The workspaces' home volumes, DATA/volumes/ID.img: sparse copies, each
+ * frozen while it is copied when mounted (volcopy.h). */
+static int
+bk_copy_volumes(int datafd, const char *dir, int outfd, json_t *names,
+    size_t *count, size_t *nfrozen, char *err, size_t errlen)
+{
+	char img[PATH_MAX], rel[PATH_MAX];
+	struct dirent *e;
+	DIR *d = NULL;
+	int sfd, dfd = -1, r = 0;
+
+	sfd = openat(datafd, "volumes", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (sfd < 0)
+		return errno == ENOENT ? 0 : moat_fail(moat_err_from_errno(
+		    errno), err, errlen, "cannot open %s/volumes: %s", dir,
+		    strerror(errno));
+	if (mkdirat(outfd, "volumes", 0700) != 0 ||
+	    (dfd = openat(outfd, "volumes", O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC)) < 0 || (d = fdopendir(sfd)) == NULL) {
+		r = moat_fail(moat_err_from_errno(errno), err, errlen,
+		    "cannot create volumes/ in the backup: %s", strerror(errno));
+		goto out;
+	}
+	sfd = -1;	/* owned by d */
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		struct stat sb;
+		bool frozen;
+
+		if (len < 5 || strcmp(e->d_name + len - 4, ".img") != 0 ||
+		    !moatd_secrets_key_valid(e->d_name) ||
+		    fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(sb.st_mode))
+			continue;
+		snprintf(img, sizeof(img), "%s/volumes/%s", dir, e->d_name);
+		if ((r = volcopy_image(dirfd(d), e->d_name, dfd, img, &frozen,
+		    err, errlen)) != 0)
+			goto out;
+		snprintf(rel, sizeof(rel), "volumes/%s", e->d_name);
+		if (json_array_append_new(names, json_string(rel)) != 0) {
+			r = moat_fail(MOAT_ERR_NOMEM, err, errlen, "out of memory");
+			goto out;
+		}
+		(*count)++;
+		*nfrozen += frozen;
+	}
+out:
+	if (d != NULL)
+		closedir(d);
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	return r;
+}
+
 /* True for a name a manifest may list: "moatd.db" or "SUB/KEY". */
 static bool
 bk_name_ok(const char *name)
@@ -472,8 +531,10 @@ backup_usage(FILE *f)
 	    "\n"
 	    "Writes a consistent backup of DIR into the new directory OUT while\n"
 	    "moatd may keep running: the store (an online snapshot), the current\n"
-	    "version of DIR/secrets, DIR/pki, the audit chain and MANIFEST.json\n"
-	    "(SHA-256 of every file). The backup holds moatd's private keys:\n"
+	    "version of DIR/secrets, DIR/pki, the audit chain, the workspaces'\n"
+	    "home volumes (sparse; a mounted one is frozen while it is copied)\n"
+	    "and MANIFEST.json (SHA-256 of every file). The backup holds\n"
+	    "moatd's private keys and the sealed keys of the volumes:\n"
 	    "keep it as safe as DIR itself. Restore it with moatd restore.\n");
 }
 
@@ -525,7 +586,8 @@ int
 moatd_backup_main(int argc, char **argv)
 {
 	const char *dir = NULL, *out = NULL;
-	char path[PATH_MAX], uri[PATH_MAX + 16];
+	char path[PATH_MAX], uri[PATH_MAX + 16], err[512] = "";
+	size_t nvols = 0, nfrozen = 0;
 	struct store *st = NULL;
 	json_t *names = NULL;
 	int datafd = -1, outfd = -1, n, r, status = 1;
@@ -587,16 +649,22 @@ moatd_backup_main(int argc, char **argv)
 		    moat_strerror(r));
 		goto out;
 	}
+	if (bk_copy_volumes(datafd, dir, outfd, names, &nvols, &nfrozen, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "moatd backup: %s\n", err);
+		goto out;
+	}
 	if ((r = bk_write_manifest(outfd, names, store_schema_version(st)))
 	    != 0 || fsync(outfd) != 0) {
 		fprintf(stderr, "moatd backup: cannot write the manifest: %s\n",
 		    moat_strerror(r != 0 ? r : moat_err_from_errno(errno)));
 		goto out;
 	}
-	printf("backup of %s written to %s (%zu files, store schema %d)\n"
+	printf("backup of %s written to %s (%zu files, store schema %d; "
+	    "%zu home volumes, %zu of them in use and frozen while copied)\n"
 	    "it holds moatd's private keys (secrets/, pki/): store it "
 	    "encrypted and access-controlled\n", dir, out,
-	    json_array_size(names), store_schema_version(st));
+	    json_array_size(names), store_schema_version(st), nvols, nfrozen);
 	status = 0;
 out:
 	store_close(st);
@@ -817,7 +885,16 @@ rs_plain(int bfd, json_t *files, int tmpfd, const char *sub)
 				goto out;
 			}
 		}
-		if ((r = bk_copy(sfd, name + len + 1, dfd, false)) != 0)
+		if (strcmp(sub, "volumes") == 0) {
+			char e2[256];
+			bool frozen;
+
+			r = volcopy_image(sfd, name + len + 1, dfd, NULL, &frozen,
+			    e2, sizeof(e2));
+		} else {
+			r = bk_copy(sfd, name + len + 1, dfd, false);
+		}
+		if (r != 0)
 			goto out;
 	}
 out:
@@ -828,10 +905,51 @@ out:
 	return r;
 }
 
+/*
+ * What the backup recorded as observed ("running", a lease of the old
+ * moatd) describes a runtime the restored directory does not have: every
+ * workspace that was up becomes "stopped" with a reason and no lease, and
+ * keeps its desired state, so the restored moatd starts the ones that
+ * should run.
+ */
+static int
+rs_workspaces(struct store *st, size_t *count)
+{
+	json_t *docs = NULL, *d;
+	size_t i;
+	int r;
+
+	if ((r = store_list(st, COLL_WORKSPACES, NULL, NULL, NULL, 0, &docs))
+	    != 0)
+		return r;
+	json_array_foreach(docs, i, d) {
+		const char *state = json_string_value(json_object_get(d,
+		    "state"));
+
+		(*count)++;
+		if (state == NULL || strcmp(state, "stopped") == 0 ||
+		    strcmp(state, "failed") == 0 || strcmp(state, "pending") == 0)
+			continue;
+		json_object_del(d, "lease");
+		if (json_object_set_new(d, "state", json_string(strcmp(state,
+		    "deleting") == 0 ? "deleting" : "stopped")) != 0 ||
+		    json_object_set_new(d, "reason", json_string("restored "
+		    "from a backup")) != 0) {
+			r = MOAT_ERR_NOMEM;
+			break;
+		}
+		if ((r = store_update(st, COLL_WORKSPACES, d)) != 0)
+			break;
+	}
+	json_decref(docs);
+	return r;
+}
+
 int
 moatd_restore_main(int argc, char **argv)
 {
 	const char *newdir = NULL, *backup = NULL;
+	size_t nws = 0;
 	char tmp[PATH_MAX], uri[PATH_MAX + 16], err[512] = "";
 	json_t *m = NULL, *files = NULL;
 	struct store *st = NULL;
@@ -873,7 +991,8 @@ moatd_restore_main(int argc, char **argv)
 	    (r = bk_copy(bfd, "moatd.db", tmpfd, false)) != 0 ||
 	    (r = rs_secrets(bfd, files, tmp)) != 0 ||
 	    (r = rs_plain(bfd, files, tmpfd, "pki")) != 0 ||
-	    (r = rs_plain(bfd, files, tmpfd, "audit")) != 0) {
+	    (r = rs_plain(bfd, files, tmpfd, "audit")) != 0 ||
+	    (r = rs_plain(bfd, files, tmpfd, "volumes")) != 0) {
 		fprintf(stderr, "moatd restore: cannot build the data "
 		    "directory: %s\n", moat_strerror(tmpfd < 0 ?
 		    moat_err_from_errno(errno) : r));
@@ -887,6 +1006,11 @@ moatd_restore_main(int argc, char **argv)
 		    "open with this moatd\n");
 		goto out;
 	}
+	if ((r = rs_workspaces(st, &nws)) != 0) {
+		fprintf(stderr, "moatd restore: cannot reset the workspaces' "
+		    "observed state: %s\n", moat_strerror(r));
+		goto out;
+	}
 	store_close(st);
 	st = NULL;
 	if (fsync(tmpfd) != 0 || renameat2(AT_FDCWD, tmp, AT_FDCWD, newdir,
@@ -896,8 +1020,9 @@ moatd_restore_main(int argc, char **argv)
 		goto out;
 	}
 	made = false;
-	printf("restored %s into %s (%zu files checked); start moatd with "
-	    "--data-dir %s\n", backup, newdir, json_object_size(files), newdir);
+	printf("restored %s into %s (%zu files checked, %zu workspaces); "
+	    "start moatd with --data-dir %s\n", backup, newdir,
+	    json_object_size(files), nws, newdir);
 	status = 0;
 out:
 	store_close(st);

@@ -14,6 +14,8 @@
  *   pki/FILE                 the development PKI files, when present
  *   audit/audit.log          the chain up to its last complete record, and
  *   audit/audit.log.checkpoint  (copied first, so the log holds it)
+ *   volumes/ID.img           the workspaces' home volumes, sparse; a
+ *                            mounted one is frozen while copied (volcopy.h)
  *   MANIFEST.json            {"format":1, "moatd_version", "created_at",
  *                            "schema_version", "files":{NAME: SHA-256 hex}}
  * Every file is 0600. The backup holds moatd's private keys: it must be
@@ -22,8 +24,9 @@
  * restore checks every hash of the manifest (and that no unlisted file is
  * present), refuses a NEWDIR that exists, builds the data directory in a
  * temporary directory next to NEWDIR (secrets in the Kubernetes layout of
- * secretdir.h), checks that the store opens, and renames it into place, so
- * a failure leaves nothing behind.
+ * secretdir.h), checks that the store opens, marks every workspace that was
+ * up as "stopped" (desired state kept: the restored moatd starts it again),
+ * and renames it into place, so a failure leaves nothing behind.
  */
 #ifndef MOATD_BACKUP_H
 #define MOATD_BACKUP_H
