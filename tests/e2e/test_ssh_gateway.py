@@ -40,6 +40,17 @@ class SSHEnv(Env):
         self.known_hosts = self.tmp / "known_hosts"
         self.known_hosts.write_text(f"[127.0.0.1]:{ssh_port} {host_pub}\n")
         self.keyn = 0
+        # Home volumes are preallocated and each test keeps its workspace
+        # until the module ends: a 256 MiB home (not the default 4 GiB)
+        # keeps the module's disk use small.
+        base = call(m, "GET", "/api/v1/templates/base", self.admin).json()
+        body = {k: base[k] for k in (
+            "image", "cpu", "memory_mb", "root_disk_mb", "env",
+            "startup_script", "egress_policy", "idle_timeout", "ports",
+            "forbid_sudo") if base.get(k) is not None}
+        body["disk_mb"] = 256
+        r = call(m, "PUT", "/api/v1/templates/base", self.admin, body)
+        assert r.status == 200, r.text
 
     def keygen(self, kind="ed25519"):
         self.keyn += 1
