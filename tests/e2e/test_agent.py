@@ -21,8 +21,9 @@ tool moat-agentctl, as moatd will:
   socket, a FIFO or a regular file is refused by the client without touching
   the target; writes into /run/moat fail.
 
-Needs podman (runc) and the image localhost/moat/test:latest; skipped
-without them. Containers are named agent-test-* and removed.
+Needs podman (runc) and moat's default workspace image (the base_image
+fixture builds it when missing, as make image does); skipped without
+podman. Containers are named agent-test-* and removed.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import pytest
 
 import moat_harness as mh
 
-IMAGE = "localhost/moat/test:latest"
+IMAGE = "localhost/moat/base:latest"
 # Root inside maps to BASE on the host (a range of the `containers` user's
 # subordinate ids); the host-side files are chowned to it.
 BASE = 2180251647
@@ -56,14 +57,10 @@ echo "template says $GREETING"
 """
 
 
-def _podman_ok() -> bool:
-    if shutil.which("podman") is None:
-        return False
-    return subprocess.run(["podman", "image", "exists", IMAGE]).returncode == 0
-
-
-pytestmark = pytest.mark.skipif(not _podman_ok(),
-                                reason="podman or the test image is missing")
+@pytest.fixture(autouse=True)
+def _workspace_image(base_image):
+    """Every test runs the agent in the default workspace image."""
+    assert base_image == IMAGE, base_image
 
 
 def podman(*args: str, check: bool = True, timeout: float = 60
