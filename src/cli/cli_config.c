@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -139,6 +140,7 @@ config_new(const char *path, json_t *root)
 		return NULL;
 	}
 	c->root = root;
+	c->lock_fd = -1;
 	return c;
 }
 
@@ -357,11 +359,65 @@ out:
 	return r;
 }
 
+int
+cli_config_load_for_update(const char *path, bool wait,
+    struct cli_config **out, char *err, size_t errlen)
+{
+	char lock[4200], dir[4096];
+	const char *slash = strrchr(path, '/');
+	int fd, r;
+
+	*out = NULL;
+	if (slash == NULL || (size_t)(slash - path) >= sizeof(dir) ||
+	    snprintf(lock, sizeof(lock), "%s.lock", path) >= (int)sizeof(lock)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return MOAT_ERR_TOOBIG;
+	}
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	if (dir[0] != '\0' && (r = make_dirs(dir, err, errlen)) != 0)
+		return r;
+	fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+	    0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", lock,
+		    strerror(errno));
+		return moat_err_from_errno(errno);
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK || !wait) {
+			snprintf(err, errlen, "%s: %s", lock, errno ==
+			    EWOULDBLOCK ? "another moat command is changing "
+			    "the config" : strerror(errno));
+			close(fd);
+			return errno == EWOULDBLOCK ? MOAT_ERR_AGAIN :
+			    MOAT_ERR_IO;
+		}
+		fprintf(stderr, "moat: waiting for another moat command to "
+		    "finish with %s\n", path);
+		while ((r = flock(fd, LOCK_EX)) != 0 && errno == EINTR)
+			;
+		if (r != 0) {
+			snprintf(err, errlen, "%s: %s", lock, strerror(errno));
+			close(fd);
+			return MOAT_ERR_IO;
+		}
+	}
+	if ((r = cli_config_load(path, out, err, errlen)) != 0) {
+		close(fd);
+		return r;
+	}
+	(*out)->lock_fd = fd;
+	return 0;
+}
+
 void
 cli_config_free(struct cli_config *cfg)
 {
 	if (cfg == NULL)
 		return;
+	if (cfg->lock_fd >= 0)
+		close(cfg->lock_fd);	/* releases the lock */
 	json_decref(cfg->root);
 	free(cfg->path);
 	free(cfg);

@@ -26,10 +26,16 @@
  *    command ever gets a config to save, so a corrupt file is never
  *    overwritten.
  *  - Size bounded (CLI_CONFIG_MAX) before parsing.
+ *  - Commands that change the file (login, logout, use) load it with
+ *    cli_config_load_for_update, which holds an exclusive flock on
+ *    config.json.lock next to it until cli_config_free: two such commands
+ *    at once run one after the other instead of losing one's change.
+ *    Commands that only read never wait.
  */
 #ifndef MOAT_CLI_CONFIG_H
 #define MOAT_CLI_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -41,6 +47,7 @@
 struct cli_config {
 	char *path;	/* owned */
 	json_t *root;	/* owned; the document above */
+	int lock_fd;	/* owned; the held lock, or -1 */
 };
 
 /* The config file's path: $XDG_CONFIG_HOME/moat/config.json when that is
@@ -55,6 +62,11 @@ int cli_config_default_path(char *out, size_t outlen) MOAT_MUST_CHECK;
 int cli_config_load(const char *path, struct cli_config **out, char *err,
     size_t errlen) MOAT_MUST_CHECK;
 
+/* cli_config_load for a command that will save: creates the directory
+ * (0700) when missing and takes the lock first. When another command holds
+ * it: with wait, says so on stderr and waits; without, MOAT_ERR_AGAIN. */
+int cli_config_load_for_update(const char *path, bool wait,
+    struct cli_config **out, char *err, size_t errlen) MOAT_MUST_CHECK;
 /* Writes the config atomically with mode 0600, creating the directory
  * (0700) when missing. err as above. */
 int cli_config_save(const struct cli_config *cfg, char *err, size_t errlen)

@@ -495,7 +495,8 @@ cmd_login(int argc, char **argv)
 		return CLI_FAILED;
 	}
 	/* A config that cannot be read is never overwritten: stop first. */
-	if (cli_config_load(path, &cfg, err, sizeof(err)) != 0) {
+	if (cli_config_load_for_update(path, true, &cfg, err,
+	    sizeof(err)) != 0) {
 		fprintf(stderr, "moat: %s\n", err);
 		return CLI_FAILED;
 	}
@@ -704,7 +705,8 @@ cmd_logout(int argc, char **argv)
 		fprintf(stderr, "moat logout: set HOME or XDG_CONFIG_HOME\n");
 		return CLI_FAILED;
 	}
-	if (cli_config_load(path, &cfg, err, sizeof(err)) != 0) {
+	if (cli_config_load_for_update(path, true, &cfg, err,
+	    sizeof(err)) != 0) {
 		fprintf(stderr, "moat: %s\n", err);
 		return CLI_FAILED;
 	}
@@ -813,7 +815,8 @@ cmd_use(int argc, char **argv)
 		fprintf(stderr, "moat use: set HOME or XDG_CONFIG_HOME\n");
 		return CLI_FAILED;
 	}
-	if (cli_config_load(path, &cfg, err, sizeof(err)) != 0) {
+	if (cli_config_load_for_update(path, true, &cfg, err,
+	    sizeof(err)) != 0) {
 		fprintf(stderr, "moat: %s\n", err);
 		return CLI_FAILED;
 	}

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -223,6 +224,62 @@ check_corrupt(struct fx *f, const char *text, const char *why)
 	assert_int_equal(st.st_mode & 07777, 0600);
 }
 
+/* Two commands that change the config run one after the other: the second
+ * sees the first one's change instead of overwriting it. Readers never
+ * wait. */
+static void
+test_update_lock_serializes(void **state)
+{
+	struct fx *f = *state;
+	struct cli_config *a = NULL, *b = NULL, *r = NULL;
+	char err[512], byte;
+	int fds[2], status;
+	pid_t pid;
+
+	assert_int_equal(cli_config_load_for_update(f->path, false, &a, err,
+	    sizeof(err)), 0);
+	assert_int_equal(cli_config_put(a, "a", server("https://a:8443",
+	    "moat_a")), 0);
+	assert_int_equal(cli_config_load_for_update(f->path, false, &b, err,
+	    sizeof(err)), MOAT_ERR_AGAIN);
+	assert_null(b);
+	assert_non_null(strstr(err, "another moat command"));
+	assert_int_equal(cli_config_load(f->path, &r, err, sizeof(err)), 0);
+	cli_config_free(r);
+	assert_int_equal(cli_config_save(a, err, sizeof(err)), 0);
+	cli_config_free(a);
+
+	/* Another process holds the lock, then adds "c": waiting for it
+	 * gives a config that has both. */
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct cli_config *c = NULL;
+		int ok;
+
+		close(fds[0]);
+		ok = cli_config_load_for_update(f->path, false, &c, err,
+		    sizeof(err)) == 0;
+		(void)!write(fds[1], "x", 1);
+		usleep(300 * 1000);
+		ok = ok && cli_config_put(c, "c", server("https://c:8443",
+		    "moat_c")) == 0 && cli_config_save(c, err, sizeof(err)) == 0;
+		cli_config_free(c);
+		_exit(ok ? 0 : 1);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &byte, 1), 1);
+	close(fds[0]);
+	assert_int_equal(cli_config_load_for_update(f->path, true, &b, err,
+	    sizeof(err)), 0);
+	assert_non_null(cli_config_server(b, "a"));
+	assert_non_null(cli_config_server(b, "c"));
+	cli_config_free(b);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void
 test_corrupt_refused_unchanged(void **state)
 {
@@ -353,6 +410,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_mode_and_owner_refused,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_update_lock_serializes,
+		    setup, teardown),
 		cmocka_unit_test(test_default_path),
 	};
 
