@@ -603,6 +603,14 @@ housekeeping(struct gwsess *s)
 	}
 	if (s->keepalive_s > 0 && now - s->last_keepalive >= s->keepalive_s &&
 	    now - s->last_io >= s->keepalive_s) {
+		/* libssh (0.10) keeps the last keepalive's answer until the
+		 * next ssh_send_keepalive, which then only collects it and
+		 * sends nothing: one call per interval sent a keepalive every
+		 * other interval. A second call sends when the first only
+		 * collected; when the first sent (or the client has not
+		 * answered yet) it only looks for the answer. At worst (an
+		 * answer read at once) two go out: harmless. */
+		(void)ssh_send_keepalive(s->d);
 		(void)ssh_send_keepalive(s->d);
 		s->last_keepalive = now;
 	}
