@@ -553,6 +553,7 @@ upstream_lost(struct gwsess *s)
 			p->u_failed = true;
 	}
 	s->upstream_ready = false;
+	s->rforwards = 0;	/* the -R listeners went with the connection */
 	set_fail(s, "the connection to the workspace closed");
 }
 
@@ -614,8 +615,10 @@ housekeeping(struct gwsess *s)
 		(void)ssh_send_keepalive(s->d);
 		s->last_keepalive = now;
 	}
-	if (s->idle_s > 0 && s->forwards_open == 0 && !s->closing &&
-	    now - s->last_io >= s->idle_s) {
+	/* An open forward keeps the session: a channel (-L, -D, or a
+	 * connection to an -R listener) or an -R listener itself. */
+	if (s->idle_s > 0 && s->forwards_open == 0 && s->rforwards == 0 &&
+	    !s->closing && now - s->last_io >= s->idle_s) {
 		gwrelay_close_all(s, "moat: the session was idle too long\n");
 		s->closing = true;
 	}
