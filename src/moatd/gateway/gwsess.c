@@ -561,18 +561,24 @@ static void
 report_activity(struct gwsess *s, bool force)
 {
 	double now = gwsess_now();
+	unsigned forwards = s->forwards_open + s->rforwards;
 	json_t *m;
 
+	/* Sent while bytes move and while a forward is open, quiet or not
+	 * (the parent counts an open forward as the workspace's activity),
+	 * and once more when the last forward has closed. */
 	if (!force && (now - s->last_activity_sent < ACTIVITY_EVERY_S ||
-	    (s->bytes_in == s->reported_in && s->bytes_out == s->reported_out)))
+	    (s->bytes_in == s->reported_in && s->bytes_out == s->reported_out &&
+	    forwards == 0 && s->reported_forwards == 0)))
 		return;
 	m = json_pack("{s:s,s:I,s:I,s:i}", "t", "activity", "in",
 	    (json_int_t)s->bytes_in, "out", (json_int_t)s->bytes_out,
-	    "forwards", (int)s->forwards_open);
+	    "forwards", (int)forwards);
 	gwsess_send(s, m);
 	json_decref(m);
 	s->reported_in = s->bytes_in;
 	s->reported_out = s->bytes_out;
+	s->reported_forwards = forwards;
 	s->last_activity_sent = now;
 }
 
