@@ -553,6 +553,7 @@ upstream_lost(struct gwsess *s)
 			p->u_failed = true;
 	}
 	s->upstream_ready = false;
+	s->rforwards = 0;	/* the -R listeners went with the connection */
 	set_fail(s, "the connection to the workspace closed");
 }
 
@@ -560,18 +561,24 @@ static void
 report_activity(struct gwsess *s, bool force)
 {
 	double now = gwsess_now();
+	unsigned forwards = s->forwards_open + s->rforwards;
 	json_t *m;
 
+	/* Sent while bytes move and while a forward is open, quiet or not
+	 * (the parent counts an open forward as the workspace's activity),
+	 * and once more when the last forward has closed. */
 	if (!force && (now - s->last_activity_sent < ACTIVITY_EVERY_S ||
-	    (s->bytes_in == s->reported_in && s->bytes_out == s->reported_out)))
+	    (s->bytes_in == s->reported_in && s->bytes_out == s->reported_out &&
+	    forwards == 0 && s->reported_forwards == 0)))
 		return;
 	m = json_pack("{s:s,s:I,s:I,s:i}", "t", "activity", "in",
 	    (json_int_t)s->bytes_in, "out", (json_int_t)s->bytes_out,
-	    "forwards", (int)s->forwards_open);
+	    "forwards", (int)forwards);
 	gwsess_send(s, m);
 	json_decref(m);
 	s->reported_in = s->bytes_in;
 	s->reported_out = s->bytes_out;
+	s->reported_forwards = forwards;
 	s->last_activity_sent = now;
 }
 
@@ -603,11 +610,21 @@ housekeeping(struct gwsess *s)
 	}
 	if (s->keepalive_s > 0 && now - s->last_keepalive >= s->keepalive_s &&
 	    now - s->last_io >= s->keepalive_s) {
+		/* libssh (0.10) keeps the last keepalive's answer until the
+		 * next ssh_send_keepalive, which then only collects it and
+		 * sends nothing: one call per interval sent a keepalive every
+		 * other interval. A second call sends when the first only
+		 * collected; when the first sent (or the client has not
+		 * answered yet) it only looks for the answer. At worst (an
+		 * answer read at once) two go out: harmless. */
+		(void)ssh_send_keepalive(s->d);
 		(void)ssh_send_keepalive(s->d);
 		s->last_keepalive = now;
 	}
-	if (s->idle_s > 0 && s->forwards_open == 0 && !s->closing &&
-	    now - s->last_io >= s->idle_s) {
+	/* An open forward keeps the session: a channel (-L, -D, or a
+	 * connection to an -R listener) or an -R listener itself. */
+	if (s->idle_s > 0 && s->forwards_open == 0 && s->rforwards == 0 &&
+	    !s->closing && now - s->last_io >= s->idle_s) {
 		gwrelay_close_all(s, "moat: the session was idle too long\n");
 		s->closing = true;
 	}

@@ -130,6 +130,7 @@ struct gwsess {
 	int next_id;
 	unsigned forwards_open;
 	unsigned rforwards;		/* -R listeners open upstream */
+	unsigned reported_forwards;	/* in the last activity report */
 	char **progress;		/* lines waiting for a session channel */
 	size_t nprogress;
 	uint64_t bytes_in, bytes_out, reported_in, reported_out;
