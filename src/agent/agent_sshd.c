@@ -129,7 +129,8 @@ agent_sshd_write_config(struct agent *ag)
 	sb_printf(&b, "UsePAM no\n");
 	sb_printf(&b, "StrictModes yes\n");
 	sb_printf(&b, "PermitUserEnvironment no\n");
-	sb_printf(&b, "AcceptEnv LANG LC_*\n");
+	/* The gateway's allow-list (TERM comes with the pty request). */
+	sb_printf(&b, "AcceptEnv LANG LC_* COLORTERM\n");
 	sb_printf(&b, "PrintMotd no\n");
 	sb_printf(&b, "X11Forwarding no\n");
 	sb_printf(&b, "PermitTunnel no\n");

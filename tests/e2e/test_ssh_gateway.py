@@ -160,6 +160,12 @@ def test_exec_echo_and_exit_status(env):
                     e.get("actor", {}).get("user") == user and
                     e["details"].get("exit_status") == 7)
     assert end[0]["details"]["command"] == "exit 7"
+    # The environment allow-list: LANG, LC_*, COLORTERM pass; others not.
+    r = env.ssh(key, "echo", "echo $LANG/$LC_TIME/$COLORTERM/${EDITOR:-none}",
+                extra=("-o", "SetEnv=LANG=C.UTF-8 LC_TIME=C COLORTERM=truecolor "
+                       "EDITOR=evil"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "C.UTF-8/C/truecolor/none\n", r.stdout
 
 
 # ----------------------------------------------------------------- helpers
