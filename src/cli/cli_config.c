@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli_config.h"
+#include "fdio.h"
 
 #define CONFIG_VERSION 1
 
@@ -277,21 +278,6 @@ make_dirs(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return MOAT_ERR_IO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 int
 cli_config_save(const struct cli_config *cfg, char *err, size_t errlen)
@@ -323,8 +309,8 @@ cli_config_save(const struct cli_config *cfg, char *err, size_t errlen)
 		goto out;
 	}
 	created = true;
-	if (fchmod(fd, 0600) != 0 || write_all(fd, text, strlen(text)) != 0 ||
-	    write_all(fd, "\n", 1) != 0 || fsync(fd) != 0) {
+	if (fchmod(fd, 0600) != 0 || fd_write_all(fd, text, strlen(text)) != 0 ||
+	    fd_write_all(fd, "\n", 1) != 0 || fsync(fd) != 0) {
 		snprintf(err, errlen, "cannot write %s: %s", tmp,
 		    strerror(errno));
 		goto out;

@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "fdio.h"
 #include "cli_out.h"
 #include "cli_sshconfig.h"
+#include "uri.h"
 
 #define KNOWN_HOSTS_MAX (1024 * 1024)
 
@@ -330,21 +332,6 @@ out:
 	return r;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return MOAT_ERR_IO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 int
 cli_sshcfg_write_file(const char *path, const char *text, size_t len,
@@ -380,7 +367,7 @@ cli_sshcfg_write_file(const char *path, const char *text, size_t len,
 	}
 	created = true;
 	if (fchmod(fd, (mode_t)(mode & 0755)) != 0 ||
-	    write_all(fd, text, len) != 0 || fsync(fd) != 0) {
+	    fd_write_all(fd, text, len) != 0 || fsync(fd) != 0) {
 		snprintf(err, errlen, "cannot write %s: %s", tmp,
 		    strerror(errno));
 		goto out;
@@ -487,15 +474,7 @@ cli_ssh_key_ok(const char *k)
 bool
 cli_ssh_label_ok(const char *s)
 {
-	size_t n = s != NULL ? strlen(s) : 0;
-
-	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' &&
-		    s[i] <= '9') || s[i] == '-'))
-			return false;
-	return true;
+	return s != NULL && uri_dns_label(s, strlen(s));
 }
 
 int

@@ -34,6 +34,7 @@
 
 #include "audit_int.h"
 #include "buf.h"
+#include "fdio.h"
 #include "log.h"
 
 #define DEF_INTERVAL_MS		60000u
@@ -117,23 +118,6 @@ xstrdup_cat(const char *a, const char *b)
 	return s;
 }
 
-static int
-write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	while (n > 0) {
-		ssize_t k = write(fd, b, n);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return moat_err_from_errno(errno);
-		}
-		b += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
 
 static int
 fsync_dir(const char *dir)
@@ -322,7 +306,7 @@ commit_out(struct audit_writer *w)
 {
 	int r;
 
-	if ((r = write_all(w->fd, w->out.data, w->out.len)) != 0) {
+	if ((r = fd_write_all(w->fd, w->out.data, w->out.len)) != 0) {
 		if (ftruncate(w->fd, w->size) != 0)
 			log_error("audit", "cannot cut back a failed write",
 			    LF_STR("path", w->path),
@@ -432,7 +416,7 @@ write_head(struct audit_writer *w, const uint8_t *line, size_t len)
 	    O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return moat_err_from_errno(errno);
-	if ((r = write_all(fd, line, len)) == 0 && fsync(fd) != 0)
+	if ((r = fd_write_all(fd, line, len)) == 0 && fsync(fd) != 0)
 		r = moat_err_from_errno(errno);
 	if (close(fd) != 0 && r == 0)
 		r = moat_err_from_errno(errno);

@@ -32,3 +32,15 @@ uri_path_char(int c)
 	return uri_unreserved(c) || (c != '\0' && c > 0 && c < 0x80 &&
 	    strchr("!$&'()*+,;=:@/", c) != NULL);
 }
+
+bool
+uri_dns_label(const char *s, size_t n)
+{
+	if (s == NULL || n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' &&
+		    s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}

@@ -15,13 +15,11 @@ dev-run listens on the default ports (8443, 2112, 2222, 3129) and the tour's
 git host on 127.0.0.2:9443, as a user's machine would; the test is skipped
 when one of them is taken.
 """
-import json
 import os
 import re
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import moat_harness as mh
+from test_workspaces_crash import installation_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = [("127.0.0.1", 8443), ("127.0.0.1", 2112), ("127.0.0.1", 2222),
@@ -236,16 +235,6 @@ def test_readme_tour(platform):
         what="lab running again")
     out = run(p, prelude + "moat ssh lab -- cat hello/README")
     assert "Hello from a git host on loopback." in out, out
-
-
-def installation_of(data: Path) -> str:
-    db = sqlite3.connect(data / "moatd.db")
-    try:
-        row = db.execute("select body from docs where coll = "
-                         "'installation'").fetchone()
-    finally:
-        db.close()
-    return json.loads(row[0])["installation"]
 
 
 def leftovers(data: Path, inst: str) -> list:

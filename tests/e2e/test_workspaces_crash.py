@@ -28,8 +28,9 @@ def start_moatd(procs, data, run_dir, sock, name="moatd", extra=()):
     return m
 
 
-def installation_of(env):
-    db = sqlite3.connect(env.m.data_dir / "moatd.db")
+def installation_of(data_dir):
+    """The installation id labelled on this data directory's containers."""
+    db = sqlite3.connect(Path(data_dir) / "moatd.db")
     try:
         row = db.execute("select body from docs where coll = "
                          "'installation'").fetchone()
@@ -42,7 +43,7 @@ def host_leftovers(env, live_ids):
     """What exists on the host for workspace ids not in live_ids (the
     runtime is shared: only this installation's containers count)."""
     left = []
-    inst = installation_of(env)
+    inst = installation_of(env.m.data_dir)
     names = subprocess.run(
         ["podman", "ps", "-a", "--filter", f"label=moat.installation={inst}",
          "--format", "{{.Names}}"], capture_output=True, text=True,

@@ -22,6 +22,7 @@
 #include "policy.h"
 #include "store/schema.h"
 #include "store/store.h"
+#include "uri.h"
 
 #include "orchestrator/orch.h"
 #include "api/api.h"
@@ -33,15 +34,7 @@
 static bool
 ws_name_ok(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' &&
-		    s[i] <= '9') || s[i] == '-'))
-			return false;
-	return true;
+	return s != NULL && uri_dns_label(s, strlen(s));
 }
 
 int

@@ -26,6 +26,7 @@
 #include "json.h"
 #include "log.h"
 #include "policy.h"
+#include "uri.h"
 #include "identity/identity.h"
 #include "identity/sshkey.h"
 #include "orchestrator/agent_client.h"
@@ -46,13 +47,7 @@
 static bool
 label_ok(const char *s, size_t n)
 {
-	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' &&
-		    s[i] <= '9') || s[i] == '-'))
-			return false;
-	return true;
+	return uri_dns_label(s, n);
 }
 
 static void

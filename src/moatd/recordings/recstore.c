@@ -44,6 +44,7 @@
 
 #include "app.h"
 #include "buf.h"
+#include "fdio.h"
 #include "json.h"
 #include "log.h"
 #include "secrets/envelope.h"
@@ -205,22 +206,6 @@ rec_new_id(int64_t ms, char out[33])
 	return 0;
 }
 
-static int
-rec_write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return moat_err_from_errno(errno);
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 /* Seals pending as chunk r->seq and writes it (see the top of the file).
  * On success pending is emptied and seq advanced; on failure nothing
@@ -258,7 +243,7 @@ rec_flush(struct recording *r)
 		goto out;
 	}
 	created = true;
-	if ((rc = rec_write_all(fd, sealed, strlen(sealed))) != 0)
+	if ((rc = fd_write_all(fd, sealed, strlen(sealed))) != 0)
 		goto out;
 	if (fsync(fd) != 0) {
 		rc = moat_err_from_errno(errno);

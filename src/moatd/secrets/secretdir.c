@@ -18,6 +18,7 @@
 
 #include <openssl/crypto.h>
 
+#include "fdio.h"
 #include "log.h"
 #include "secrets/secretdir.h"
 
@@ -53,23 +54,6 @@ secretdir_is_version_name(const char *name)
 	    name[2] <= '9' && strchr(name, '/') == NULL;
 }
 
-static int
-secretdir_write_all(int fd, const void *data, size_t len)
-{
-	const unsigned char *p = data;
-
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return moat_err_from_errno(errno);
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
 
 int
 moatd_secrets_write_file(int dfd, const char *name, const void *data,
@@ -86,7 +70,7 @@ moatd_secrets_write_file(int dfd, const char *name, const void *data,
 	}
 	created = true;
 	/* Exact mode whatever the umask. */
-	if (fchmod(fd, 0600) != 0 || (r = secretdir_write_all(fd, data, len))
+	if (fchmod(fd, 0600) != 0 || (r = fd_write_all(fd, data, len))
 	    != 0 || fsync(fd) != 0) {
 		if (r == 0)
 			r = moat_err_from_errno(errno);

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 
 #include "errors.h"
+#include "fdio.h"
 #include "log.h"
 #include "secrets/secretdir.h"
 #include "server/backup.h"
@@ -47,23 +48,6 @@ static const char *const bk_subdirs[] = { "secrets", "pki", "audit",
     "volumes" };
 #define BK_NSUBDIRS (sizeof(bk_subdirs) / sizeof(bk_subdirs[0]))
 
-static int
-bk_write_all(int fd, const void *data, size_t len)
-{
-	const unsigned char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return moat_err_from_errno(errno);
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 /*
  * Copies name from sdfd into a new file name in ddfd (O_EXCL, 0600,
@@ -110,7 +94,7 @@ bk_copy(int sdfd, const char *name, int ddfd, bool whole_lines)
 		}
 		if (n == 0)
 			break;	/* shrank: a rewrite raced us (checked below) */
-		if ((r = bk_write_all(dfd, buf, (size_t)n)) != 0)
+		if ((r = fd_write_all(dfd, buf, (size_t)n)) != 0)
 			goto out;
 		for (ssize_t i = n; i > 0; i--)
 			if (buf[i - 1] == '\n') {
