@@ -15,10 +15,8 @@
  *
  * Filters: before a direction relays raw bytes, an optional filter sees its
  * input and may consume it and write to the destination (moat-proxy checks
- * the TLS ClientHello of a tunnel, and rewrites the response head of a
- * plain-HTTP request). One-way mode relays upstream to client only and
- * discards whatever the client sends (pipelined requests must never reach
- * the upstream undecided).
+ * the TLS ClientHello of a tunnel). One-way mode relays upstream to client
+ * only and discards whatever the client sends.
  *
  * Implementation: bufferevents write; plain sockets are read by the relay
  * itself (up to 128 KiB per read(2): libevent 2.1 reads 4 KiB at a time)
