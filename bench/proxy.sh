@@ -6,6 +6,9 @@
 # idle TCP connections. Measured, with the direct (no proxy) figures:
 #   - plain HTTP requests/s, without and with keep-alive:
 #       ab -X 127.0.0.1:PORT -n N -c C [-k] http://127.0.0.2/small
+#     and the proxy's CPU time (user + system, all threads and children)
+#     per request without keep-alive: other jobs on a shared machine move
+#     it far less than requests/s
 #   - bulk throughput of the 256 MiB download through a CONNECT tunnel:
 #       curl -p -x http://127.0.0.1:PORT http://127.0.0.2/big
 #   - resident memory per idle CONNECT tunnel at TUNNELS tunnels
@@ -63,6 +66,13 @@ rss_kb() { # pid: VmRSS of the process and its descendants, kB
   local total=0 p
   for p in $1 $(pgrep -P "$1" 2>/dev/null || true); do
     total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+cpu_ticks() { # pid: utime + stime (+ waited-for children) of it and its children
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" 2>/dev/null || true); do
+    total=$((total + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null || echo 0)))
   done
   echo "$total"
 }
@@ -192,12 +202,16 @@ for n in "${proxies[@]}"; do
   [ "$code" = 200 ] || { echo "bench: $n answered $code for /small" >&2; cat "$work"/*.log "$work"/*/stderr.log >&2 || true; exit 1; }
 done
 
-ab_rps() { # name keepalive(0/1)
-  local args=(-q -n "$N" -c "$C")
+ab_rps() { # name keepalive(0/1); the proxy's CPU us/request go to $work/cpu-NAME-K
+  local args=(-q -n "$N" -c "$C") t0=0
   [ "$2" = 1 ] && args+=(-k)
-  [ "$1" != direct ] && args+=(-X "127.0.0.1:${port[$1]}")
+  [ "$1" != direct ] && args+=(-X "127.0.0.1:${port[$1]}") && t0=$(cpu_ticks "${pid[$1]}")
   ab "${args[@]}" http://127.0.0.2/small 2>"$work/ab.err" | tee "$work/ab.out" |
     awk '/^Requests per second/ {print $4}'
+  if [ "$1" != direct ]; then
+    awk -v a="$t0" -v b="$(cpu_ticks "${pid[$1]}")" -v hz="$(getconf CLK_TCK)" -v n="$N" \
+      'BEGIN {printf "%.1f\n", (b - a) / hz * 1e6 / n}' >> "$work/cpu-$1-$2"
+  fi
   if ! grep -q '^Failed requests: *0' "$work/ab.out"; then
     grep -E '^(Failed|Non-2xx|Complete)' "$work/ab.out" | sed "s/^/  $1: /" >&2
   fi
@@ -208,10 +222,12 @@ tunnel_mbs() { # name: MiB/s of the 256 MiB download
   curl "${args[@]}" http://127.0.0.2/big | awk '{printf "%.1f\n", $1/1048576}'
 }
 
-declare -A rps rpsk mbs mem
-for n in moat-proxy squid tinyproxy; do rps[$n]=nan; rpsk[$n]=nan; mbs[$n]=nan; mem[$n]=nan; done
+declare -A rps rpsk mbs mem cpu
+for n in moat-proxy squid tinyproxy; do rps[$n]=nan; rpsk[$n]=nan; mbs[$n]=nan; mem[$n]=nan; cpu[$n]=nan; done
+cpu[direct]=-
 for n in "${names[@]}"; do
   ab_rps "$n" 0 >/dev/null; tunnel_mbs "$n" >/dev/null   # warm-up
+  rm -f "$work/cpu-$n-0" "$work/cpu-$n-1"
   r=(); k=(); t=()
   for _ in $(seq 1 "$ROUNDS"); do
     r+=("$(ab_rps "$n" 0)"); k+=("$(ab_rps "$n" 1)"); t+=("$(tunnel_mbs "$n")")
@@ -219,7 +235,11 @@ for n in "${names[@]}"; do
   rps[$n]=$(printf '%s\n' "${r[@]}" | median)
   rpsk[$n]=$(printf '%s\n' "${k[@]}" | median)
   mbs[$n]=$(printf '%s\n' "${t[@]}" | median)
-  echo "bench: $n: ${r[*]} req/s; keep-alive ${k[*]} req/s; tunnel ${t[*]} MiB/s" >&2
+  c=""
+  if [ -f "$work/cpu-$n-0" ]; then
+    cpu[$n]=$(median < "$work/cpu-$n-0"); c="; CPU $(tr '\n' ' ' < "$work/cpu-$n-0")us/request"
+  fi
+  echo "bench: $n: ${r[*]} req/s; keep-alive ${k[*]} req/s; tunnel ${t[*]} MiB/s$c" >&2
 done
 
 # --- memory per idle CONNECT tunnel
@@ -262,11 +282,12 @@ done
 mem[direct]=-
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b+0 == 0 || a == "nan" || b == "nan") print "-"; else printf "%.2f", a/b}'; }
-printf '\n%-11s %12s %14s %12s %14s\n' proxy "req/s" "req/s (k-a)" "tunnel MiB/s" "kB/idle tunnel"
+printf '\n%-11s %12s %14s %12s %14s %12s\n' proxy "req/s" "req/s (k-a)" "tunnel MiB/s" "kB/idle tunnel" "CPU us/req"
 for n in direct moat-proxy squid tinyproxy; do
-  printf '%-11s %12s %14s %12s %14s\n' "$n" "${rps[$n]}" "${rpsk[$n]}" "${mbs[$n]}" "${mem[$n]}"
+  printf '%-11s %12s %14s %12s %14s %12s\n' "$n" "${rps[$n]}" "${rpsk[$n]}" "${mbs[$n]}" "${mem[$n]}" "${cpu[$n]}"
 done
 echo
+echo "squid / moat-proxy: CPU per request $(ratio "${cpu[squid]}" "${cpu[moat-proxy]}") (moat-proxy does that many times less work per request)"
 echo "moat-proxy / squid: req/s $(ratio "${rps[moat-proxy]}" "${rps[squid]}") (goal >= 2)," \
   "keep-alive req/s $(ratio "${rpsk[moat-proxy]}" "${rpsk[squid]}")," \
   "tunnel $(ratio "${mbs[moat-proxy]}" "${mbs[squid]}") (goal >= 1.3)," \

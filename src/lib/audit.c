@@ -131,16 +131,12 @@ audit__b64url_decode(const char *in, size_t inlen, uint8_t *out,
 }
 
 int
-audit__record_hash(const json_t *rec, const uint8_t prev[AUDIT_HASH_LEN],
-    uint8_t out[AUDIT_HASH_LEN])
+audit__record_hash_canon(const char *canon, size_t len,
+    const uint8_t prev[AUDIT_HASH_LEN], uint8_t out[AUDIT_HASH_LEN])
 {
 	EVP_MD_CTX *ctx = NULL;
-	char *canon = NULL;
-	size_t len;
 	int r = MOAT_ERR_NOMEM;
 
-	if ((canon = audit__canonical(rec, &len)) == NULL)
-		goto out;
 	if ((ctx = EVP_MD_CTX_new()) == NULL)
 		goto out;
 	r = MOAT_ERR_CRYPTO;
@@ -152,8 +148,133 @@ audit__record_hash(const json_t *rec, const uint8_t prev[AUDIT_HASH_LEN],
 	r = 0;
 out:
 	EVP_MD_CTX_free(ctx);
+	return r;
+}
+
+int
+audit__record_hash(const json_t *rec, const uint8_t prev[AUDIT_HASH_LEN],
+    uint8_t out[AUDIT_HASH_LEN])
+{
+	char *canon;
+	size_t len;
+	int r;
+
+	if ((canon = audit__canonical(rec, &len)) == NULL)
+		return MOAT_ERR_NOMEM;
+	r = audit__record_hash_canon(canon, len, prev, out);
 	free(canon);
 	return r;
+}
+
+/* In canonical (compact) JSON at s[i] (i < n), the end of the string that
+ * starts there, just past its closing quote; *esc set when it holds an
+ * escape. n when it does not end. */
+static size_t
+canon_string_end(const char *s, size_t i, size_t n, bool *esc)
+{
+	for (i++; i < n; i++) {
+		if (s[i] == '\\') {
+			*esc = true;
+			i++;
+		} else if (s[i] == '"') {
+			return i + 1;
+		}
+	}
+	return n;
+}
+
+char *
+audit__canonical_add(const char *canon, size_t len, const char *key,
+    const char *value, size_t *len_out)
+{
+	size_t klen = strlen(key), vlen = strlen(value), i = 1, at, mlen;
+	char *out;
+	bool last = true;
+
+	for (size_t k = 0; k < klen; k++)
+		if (!((key[k] >= 'a' && key[k] <= 'z') || key[k] == '_'))
+			return NULL;
+	for (size_t k = 0; k < vlen; k++)
+		if ((unsigned char)value[k] < 0x20 || value[k] == '"' ||
+		    value[k] == '\\' || (unsigned char)value[k] >= 0x7f)
+			return NULL;
+	if (len < 2 || canon[0] != '{' || canon[len - 1] != '}')
+		return NULL;
+	at = len - 1;			/* after every member: before '}' */
+	if (len > 2) {
+		for (;;) {
+			size_t ks = i, ke;
+			bool esc = false;
+			int depth = 0, c;
+
+			if (i >= len - 1 || canon[i] != '"')
+				return NULL;
+			ke = canon_string_end(canon, i, len, &esc);
+			if (esc || ke >= len)
+				return NULL;
+			/* Keys sort as jansson sorts them: by their bytes. */
+			c = strncmp(canon + ks + 1, key, klen);
+			if (c == 0 && ke - ks - 2 == klen)
+				return NULL;		/* already a member */
+			if (c > 0 || (c == 0 && ke - ks - 2 > klen)) {
+				at = ks;
+				last = false;
+				break;
+			}
+			/* Skip ':' and the value, to the ',' or the final '}'. */
+			for (i = ke + 1; i < len; i++) {
+				char ch = canon[i];
+
+				if (ch == '"') {
+					i = canon_string_end(canon, i, len,
+					    &esc) - 1;
+				} else if (ch == '{' || ch == '[') {
+					depth++;
+				} else if (ch == '}' || ch == ']') {
+					if (depth == 0)
+						break;
+					depth--;
+				} else if (ch == ',' && depth == 0) {
+					break;
+				}
+			}
+			if (i >= len)
+				return NULL;
+			if (canon[i] == '}') {
+				if (i != len - 1)
+					return NULL;
+				break;			/* the new one is last */
+			}
+			i++;
+		}
+	}
+	/* "key":"value" plus a comma. */
+	mlen = klen + vlen + 6;
+	if ((out = malloc(len + mlen + 1)) == NULL)
+		return NULL;
+	memcpy(out, canon, at);
+	{
+		size_t o = at;
+
+		if (last && len > 2)
+			out[o++] = ',';
+		out[o++] = '"';
+		memcpy(out + o, key, klen);
+		o += klen;
+		memcpy(out + o, "\":\"", 3);
+		o += 3;
+		memcpy(out + o, value, vlen);
+		o += vlen;
+		out[o++] = '"';
+		if (!last)
+			out[o++] = ',';
+		memcpy(out + o, canon + at, len - at);
+		o += len - at;
+		out[o] = '\0';
+		if (len_out != NULL)
+			*len_out = o;
+	}
+	return out;
 }
 
 char *

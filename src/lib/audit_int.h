@@ -57,6 +57,22 @@ bool audit__b64url_decode(const char *in, size_t inlen, uint8_t *out,
 int audit__record_hash(const json_t *rec, const uint8_t prev[AUDIT_HASH_LEN],
     uint8_t out[AUDIT_HASH_LEN]) MOAT_MUST_CHECK;
 
+/* The same hash from rec's canonical form (len bytes), already made. */
+int audit__record_hash_canon(const char *canon, size_t len,
+    const uint8_t prev[AUDIT_HASH_LEN], uint8_t out[AUDIT_HASH_LEN])
+    MOAT_MUST_CHECK;
+
+/* The canonical form of an object with one more top-level member, made
+ * from the object's canonical form (canon, len bytes) without serializing
+ * it again: key (a plain ASCII name, not already a member) with the string
+ * value value (characters that need no escaping only), inserted at its
+ * sorted place. The result is byte for byte what audit__canonical gives
+ * for the object with the member set. NULL when canon is not a form this
+ * can handle safely (a top-level key with an escape, say), or out of
+ * memory: the caller then serializes the object again. Caller frees. */
+char *audit__canonical_add(const char *canon, size_t len, const char *key,
+    const char *value, size_t *len_out);
+
 /* The exact bytes a checkpoint signature covers: the canonical JSON
  *   {"hash":"<hex of the covered record's hash>","key_id":"<key_id>",
  *    "seq":<the covered record's seq>,"v":"moat-audit-checkpoint-1"}

@@ -232,8 +232,8 @@ append_record(struct audit_writer *w, json_t **evp, bool remote)
 {
 	char tbuf[40], hhex[AUDIT_HASH_HEX + 1];
 	uint8_t h[AUDIT_HASH_LEN];
-	char *line = NULL, *nl;
-	size_t len = 0;
+	char *line = NULL, *nl, *canon = NULL;
+	size_t len = 0, clen = 0;
 	json_t *ev = *evp;
 	int r;
 
@@ -259,13 +259,22 @@ append_record(struct audit_writer *w, json_t **evp, bool remote)
 		    json_integer((json_int_t)w->next_seq))) != 0 ||
 		    (r = set_new(ev, "prev", json_string(w->prev_hex))) != 0)
 			goto out;
-		if ((r = audit__record_hash(ev, w->prev, h)) != 0)
+		/* One serialization: the line is the hashed form with the
+		 * hash added in place (the second serialization only when
+		 * that is not possible). */
+		r = MOAT_ERR_NOMEM;
+		if ((canon = audit__canonical(ev, &clen)) == NULL)
+			goto out;
+		if ((r = audit__record_hash_canon(canon, clen, w->prev, h)) != 0)
 			goto out;
 		audit__hex(h, sizeof(h), hhex);
 		if ((r = set_new(ev, "hash", json_string(hhex))) != 0)
 			goto out;
 		r = MOAT_ERR_NOMEM;
-		if ((line = audit__canonical(ev, &len)) == NULL)
+		line = audit__canonical_add(canon, clen, "hash", hhex, &len);
+		free(canon);
+		canon = NULL;
+		if (line == NULL && (line = audit__canonical(ev, &len)) == NULL)
 			goto out;
 		if (len < AUDIT_MAX_LINE)
 			break;
@@ -295,6 +304,7 @@ append_record(struct audit_writer *w, json_t **evp, bool remote)
 	memcpy(w->prev_hex, hhex, sizeof(hhex));
 	r = 0;
 out:
+	free(canon);
 	free(line);
 	return r;
 }

@@ -561,6 +561,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		    "request not received in time");
 		break;
 	case HC_PENDING:
+	case HC_LENT:
 		break;
 	case HC_CLOSING:
 	case HC_LINGER:
@@ -1442,6 +1443,86 @@ http_req_take_conn(struct http_request *req)
 	if (!c->in_dispatch)
 		http__conn_free(c);
 	return bev;
+}
+
+bool
+http_req_keepalive(const struct http_request *req)
+{
+	const struct http_conn *c = req->conn;
+
+	return c != NULL && !req->orphaned && req->keepalive &&
+	    !req->close_after && !c->peer_eof &&
+	    !atomic_load(&req->srv->shutting_down);
+}
+
+int
+http_req_http_minor(const struct http_request *req)
+{
+	return req->parser.http_minor;
+}
+
+struct bufferevent *
+http_req_lend_conn(struct http_request *req, int status,
+    struct http_conn **conn)
+{
+	struct http_conn *c;
+	struct bufferevent *bev;
+
+	*conn = NULL;
+	if (req == NULL)
+		return NULL;
+	if (req->orphaned || (c = req->conn) == NULL) {
+		http__req_free(req);
+		return NULL;
+	}
+	if ((bev = c->bev) == NULL || c->state != HC_PENDING || c->ctx == NULL)
+		return NULL;
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	bufferevent_setwatermark(bev, EV_READ, 0, 0);
+	bufferevent_disable(bev, EV_READ);
+	c->bev = NULL;
+	c->in = c->out = NULL;
+	c->fd = -1;
+	c->state = HC_LENT;
+	c->lent_status = status;
+	*conn = c;
+	return bev;
+}
+
+void
+http_conn_give_back(struct http_conn *c, struct bufferevent *bev, bool keep,
+    uint64_t bytes)
+{
+	struct http_request *req;
+
+	if (c == NULL || c->state != HC_LENT) {
+		if (bev != NULL)
+			bufferevent_free(bev);
+		return;
+	}
+	req = c->req;
+	log_access(req, c->lent_status, (size_t)bytes);
+	observe(req, c->lent_status);
+	if (bev == NULL) {
+		http__conn_free(c);
+		return;
+	}
+	keep = keep && req->keepalive && !req->close_after &&
+	    !atomic_load(&c->srv->shutting_down);
+	c->bev = bev;
+	c->fd = bufferevent_getfd(bev);
+	c->in = bufferevent_get_input(bev);
+	c->out = bufferevent_get_output(bev);
+	c->state = HC_PENDING;
+	bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+	bufferevent_setwatermark(bev, EV_READ, 0, HTTP_IN_HIGH);
+	bufferevent_set_timeouts(bev, NULL, &c->ctx->tv_write);
+	if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0) {
+		http__conn_free(c);
+		return;
+	}
+	req_finish(c, keep);
 }
 
 /* --- accessors --- */

@@ -202,6 +202,46 @@ void http_respond_error(struct http_request *req, int status,
  * (and the request freed) when the client already went away. */
 struct bufferevent *http_req_take_conn(struct http_request *req);
 
+/* Whether the core would keep the connection open after answering this
+ * request: the client asked for keep-alive (HTTP/1.1 without "Connection:
+ * close", HTTP/1.0 with "Connection: keep-alive"), no error forces a
+ * close, the client has not closed its side, the server is not shutting
+ * down. */
+bool http_req_keepalive(const struct http_request *req);
+
+/* The request's HTTP minor version: 0 (HTTP/1.0) or 1. */
+int http_req_http_minor(const struct http_request *req);
+
+/* --- Lending a connection for an answer the handler streams itself
+ * (moat-proxy forwarding an upstream response), then taking it back for the
+ * next request. --- */
+
+struct http_conn;
+
+/* Like http_req_take_conn, but the core keeps the connection: it stays
+ * counted against max_conns, keeps its addresses, TLS peer name and
+ * conn_arg, and on_close does not run. The bufferevent returned (callbacks,
+ * timeouts and watermarks cleared, reading disabled so that a pipelined
+ * next request is not read) is the caller's until it calls
+ * http_conn_give_back() exactly once, on the connection's thread. The
+ * caller writes the whole answer (head included) itself and must not use
+ * the request after this call. status: the answer's code for the access
+ * log and the observer. NULL, with *conn NULL and the request freed, when
+ * the client already went away. */
+struct bufferevent *http_req_lend_conn(struct http_request *req, int status,
+    struct http_conn **conn);
+
+/* Ends a lent answer. bev: the bufferevent lent (its output may still hold
+ * the end of the answer; bytes the client sent after the request are still
+ * in its input or socket), or NULL when the caller freed it. keep true: the
+ * core reads the next request from it (only when http_req_keepalive held
+ * and the server is not shutting down; the answer's head must have said
+ * so); false: it flushes the output, shuts the write side and closes the
+ * connection. bytes: the answer's size for the access log. Every lent
+ * connection must be given back before http_server_free. */
+void http_conn_give_back(struct http_conn *conn, struct bufferevent *bev,
+    bool keep, uint64_t bytes);
+
 /* Reason phrase for a status code ("Not Found"). */
 const char *http_status_text(int status);
 

@@ -128,7 +128,8 @@ enum http_conn_state {
 	HC_BODY,	/* reading a request body */
 	HC_PENDING,	/* handler has the request */
 	HC_CLOSING,	/* last response queued; flush, then linger */
-	HC_LINGER	/* write side shut; discarding input until EOF */
+	HC_LINGER,	/* write side shut; discarding input until EOF */
+	HC_LENT		/* bufferevent lent to the handler (http_req_lend_conn) */
 };
 
 struct http_request {
@@ -204,6 +205,7 @@ struct http_conn {
 	bool first;			/* no request finished yet */
 	bool counted;			/* included in srv->open_conns */
 	size_t linger_bytes;
+	int lent_status;		/* HC_LENT: the answer's status */
 	void *conn_arg;			/* adopted: http_req_conn_arg() */
 	void (*on_close)(void *conn_arg);	/* adopted: at free */
 };

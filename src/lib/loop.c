@@ -201,6 +201,33 @@ loop_signal_cb(evutil_socket_t sig, short what, void *arg)
 int
 loop_group_new(struct loop_group **out, int nthreads)
 {
+	return loop_group_new_flags(out, nthreads, 0);
+}
+
+/* A base for a loop thread, with the group's flags. */
+static struct event_base *
+loop_base_new(unsigned flags)
+{
+	struct event_config *cfg;
+	struct event_base *b;
+
+	if ((flags & LOOP_EPOLL_CHANGELIST) == 0)
+		return event_base_new();
+	if ((cfg = event_config_new()) == NULL)
+		return NULL;
+	if (event_config_set_flag(cfg,
+	    EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) != 0) {
+		event_config_free(cfg);
+		return NULL;
+	}
+	b = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return b;
+}
+
+int
+loop_group_new_flags(struct loop_group **out, int nthreads, unsigned flags)
+{
 	struct loop_group *g = NULL;
 	int r;
 
@@ -236,7 +263,7 @@ loop_group_new(struct loop_group **out, int nthreads)
 	    (g->threads = calloc((size_t)nthreads, sizeof(*g->threads))) == NULL)
 		goto out;
 	for (int i = 0; i < nthreads; i++) {
-		if ((g->bases[i] = event_base_new()) == NULL)
+		if ((g->bases[i] = loop_base_new(flags)) == NULL)
 			goto out;
 		g->thr[i].g = g;
 		g->thr[i].i = i;

@@ -34,6 +34,21 @@ int loop_default_threads(long configured);
 
 /* nthreads >= 1 bases; thread 0 runs on the caller of loop_group_run(). */
 int loop_group_new(struct loop_group **out, int nthreads) MOAT_MUST_CHECK;
+
+/* Flags for loop_group_new_flags(). */
+enum {
+	/* libevent's epoll changelist: the interest changes a callback makes
+	 * (a bufferevent disabled then enabled again, say) are merged and
+	 * applied once before the next wait, instead of one epoll_ctl(2)
+	 * each. libevent's caveat: never with a descriptor dup()ed while
+	 * another copy is registered on a base. moat-proxy uses it (about
+	 * 10% less CPU per forwarded request, measured). */
+	LOOP_EPOLL_CHANGELIST = 1 << 0,
+};
+
+/* loop_group_new with flags (LOOP_*). */
+int loop_group_new_flags(struct loop_group **out, int nthreads,
+    unsigned flags) MOAT_MUST_CHECK;
 int loop_group_size(const struct loop_group *g);
 struct event_base *loop_group_base(struct loop_group *g, int i); /* borrowed */
 

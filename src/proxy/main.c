@@ -628,8 +628,8 @@ main(int argc, char **argv)
 	if (policy != NULL)
 		proxy_set_policy(a.proxy, policy);
 	if ((r = loop_global_init()) != 0 ||
-	    (r = loop_group_new(&a.loops, loop_default_threads(config_int(a.cfg,
-	    "threads")))) != 0 ||
+	    (r = loop_group_new_flags(&a.loops, loop_default_threads(
+	    config_int(a.cfg, "threads")), LOOP_EPOLL_CHANGELIST)) != 0 ||
 	    (r = workpool_new(&a.workers, 1, 16)) != 0)
 		goto out;
 	loop_group_set_hooks(a.loops, on_shutdown, on_reload, &a);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -30,6 +31,7 @@
 #include "proxy.h"
 #include "relay.h"
 #include "resolve.h"
+#include "respframe.h"
 #include "sni.h"
 
 #define COMPONENT "proxy"
@@ -37,13 +39,31 @@
 #define POLICY_FILE_MAX (1024 * 1024)
 #define URL_MAX 8192
 
+#define POOL_MAX_DEFAULT 256	/* idle upstream connections per loop */
+#define POOL_IDLE_DEFAULT_MS 30000
+#define FWD_HIGH (256 * 1024)	/* client output bound while forwarding */
+#define IDENT_MAX 80
+
 struct pctx;
+
+/* An idle upstream connection kept for reuse (plain HTTP): only for the
+ * same identity and the same checked address and port. */
+struct pool_ent {
+	TAILQ_ENTRY(pool_ent) link;
+	struct proxy_base *pb;
+	struct bufferevent *bev;
+	struct addr dst;
+	uint16_t port;
+	char ident[IDENT_MAX];
+};
 
 struct proxy_base {
 	struct proxy *p;
 	struct event_base *base;
 	struct resolver *res;
 	TAILQ_HEAD(pctx_list, pctx) ctxs;
+	TAILQ_HEAD(pool_list, pool_ent) pool;	/* most recent first */
+	size_t npool;
 };
 
 struct proxy {
@@ -58,7 +78,8 @@ struct proxy {
 	struct metric_series *s_up, *s_down, *s_tunnels;
 };
 
-enum pctx_state { PS_DECIDING, PS_RESOLVING, PS_CONNECTING, PS_RELAY };
+enum pctx_state { PS_DECIDING, PS_RESOLVING, PS_CONNECTING, PS_WAITING,
+	PS_STREAM, PS_RELAY };
 
 struct pctx {
 	TAILQ_ENTRY(pctx) link;
@@ -87,6 +108,17 @@ struct pctx {
 	uint64_t start_ns, phase_ns;
 	uint64_t req_bytes;		/* plain HTTP: request bytes we sent */
 	bool tunnel_counted;
+	/* Plain HTTP forwarding (PS_WAITING, PS_STREAM). */
+	char pool_key[IDENT_MAX];	/* who asks, for the upstream pool */
+	struct respframe *rf;
+	struct evbuffer *staged;	/* for the client, before lending */
+	struct bufferevent *cli;	/* the lent client connection */
+	struct http_conn *hc;		/* its HTTP core side */
+	uint64_t down_bytes;		/* response bytes forwarded */
+	bool reused;			/* upstream came from the pool */
+	bool retried;
+	bool got_bytes;			/* the upstream sent something */
+	bool up_eof;
 };
 
 static uint64_t
@@ -337,139 +369,6 @@ proxy_check_host_header(const struct proxy_target *t, const char *value,
 	return 0;
 }
 
-/* --- hop-by-hop headers --- */
-
-static bool
-is_hop_by_hop(const char *name)
-{
-	static const char *const hop[] = { "connection", "keep-alive",
-	    "proxy-connection", "te", "trailer", "upgrade",
-	    "proxy-authorization", "proxy-authenticate", NULL };
-
-	for (size_t i = 0; hop[i] != NULL; i++)
-		if (strcasecmp(name, hop[i]) == 0)
-			return true;
-	return false;
-}
-
-/* Is name listed in a Connection header value (comma-separated tokens)? */
-static bool
-conn_names(const char *list, const char *name, size_t nlen)
-{
-	const char *p = list;
-
-	while (p != NULL && *p != '\0') {
-		const char *s, *e;
-
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		s = p;
-		while (*p != '\0' && *p != ',')
-			p++;
-		e = p;
-		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		if ((size_t)(e - s) == nlen && nlen > 0 &&
-		    strncasecmp(s, name, nlen) == 0)
-			return true;
-	}
-	return false;
-}
-
-static bool
-tchar(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-int
-proxy_rewrite_response_head(const char *head, size_t len,
-    struct evbuffer *out, int *status)
-{
-	/* Connection header values seen, as (offset, length) pairs. */
-	size_t conn_off[16], conn_len[16], nconn = 0;
-	const char *p = head, *end = head + len, *eol;
-	int code;
-	struct evbuffer *tmp = NULL;
-	int r = MOAT_ERR_PARSE;
-
-	if (len < 4 || memcmp(end - 4, "\r\n\r\n", 4) != 0)
-		return MOAT_ERR_PARSE;
-	/* Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF */
-	eol = memmem(p, (size_t)(end - p), "\r\n", 2);
-	if ((size_t)(eol - p) < 12 || memcmp(p, "HTTP/1.", 7) != 0 ||
-	    (p[7] != '0' && p[7] != '1') || p[8] != ' ' ||
-	    p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' ||
-	    p[11] < '0' || p[11] > '9' || (eol - p > 12 && p[12] != ' '))
-		return MOAT_ERR_PARSE;
-	for (const char *c = p; c < eol; c++)
-		if ((unsigned char)*c < 0x20 && *c != '\t')
-			return MOAT_ERR_PARSE;
-	code = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-	/* First pass: check every field line, note Connection values. */
-	for (const char *l = eol + 2; l < end - 2; ) {
-		const char *le = memmem(l, (size_t)(end - l), "\r\n", 2);
-		const char *colon;
-
-		if (le == NULL)
-			return MOAT_ERR_PARSE;
-		colon = memchr(l, ':', (size_t)(le - l));
-		if (colon == NULL || colon == l)
-			return MOAT_ERR_PARSE;	/* also obs-fold: starts with SP */
-		for (const char *c = l; c < colon; c++)
-			if (!tchar((unsigned char)*c))
-				return MOAT_ERR_PARSE;
-		for (const char *c = colon + 1; c < le; c++)
-			if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
-				return MOAT_ERR_PARSE;
-		if ((size_t)(colon - l) == 10 && strncasecmp(l, "connection", 10) == 0) {
-			if (nconn == sizeof(conn_off) / sizeof(conn_off[0]))
-				return MOAT_ERR_PARSE;
-			conn_off[nconn] = (size_t)(colon + 1 - head);
-			conn_len[nconn++] = (size_t)(le - colon - 1);
-		}
-		l = le + 2;
-	}
-	if ((tmp = evbuffer_new()) == NULL)
-		return MOAT_ERR_NOMEM;
-	r = MOAT_ERR_NOMEM;
-	if (evbuffer_add(tmp, head, (size_t)(eol + 2 - head)) != 0)
-		goto out;
-	for (const char *l = eol + 2; l < end - 2; ) {
-		const char *le = memmem(l, (size_t)(end - l), "\r\n", 2);
-		const char *colon = memchr(l, ':', (size_t)(le - l));
-		char name[128];
-		size_t nlen = (size_t)(colon - l);
-		bool drop = false;
-
-		if (nlen < sizeof(name)) {
-			memcpy(name, l, nlen);
-			name[nlen] = '\0';
-			drop = is_hop_by_hop(name);
-		}
-		for (size_t i = 0; !drop && i < nconn; i++) {
-			char v[1024];
-			size_t vl = conn_len[i] < sizeof(v) - 1 ? conn_len[i] : sizeof(v) - 1;
-
-			memcpy(v, head + conn_off[i], vl);
-			v[vl] = '\0';
-			drop = conn_names(v, l, nlen);
-		}
-		if (!drop && evbuffer_add(tmp, l, (size_t)(le + 2 - l)) != 0)
-			goto out;
-		l = le + 2;
-	}
-	if (evbuffer_add(tmp, "Connection: close\r\n\r\n", 21) != 0 ||
-	    evbuffer_add_buffer(out, tmp) != 0)
-		goto out;
-	*status = code;
-	r = 0;
-out:
-	evbuffer_free(tmp);
-	return r;
-}
-
 /* --- metrics and audit --- */
 
 /* A bounded label from a decision's rule text: its first word. */
@@ -667,6 +566,11 @@ ctx_free(struct pctx *c)
 		resolve_cancel(c->rr);
 	if (c->up != NULL)
 		bufferevent_free(c->up);
+	if (c->hc != NULL)		/* an answer cut short: close */
+		http_conn_give_back(c->hc, c->cli, false, c->down_bytes);
+	respframe_free(c->rf);
+	if (c->staged != NULL)
+		evbuffer_free(c->staged);
 	if (c->tunnel_counted)
 		metric_series_gauge_add(c->p->s_tunnels, -1);
 	proxy_target_clear(&c->t);
@@ -820,35 +724,6 @@ sni_filter(struct evbuffer *src, struct evbuffer *dst, bool eof, void *arg)
 	return monitor ? 0 : MOAT_ERR_PERM;
 }
 
-/* The plain-HTTP response head(s): hop-by-hop headers out. */
-static int
-resp_filter(struct evbuffer *src, struct evbuffer *dst, bool eof, void *arg)
-{
-	(void)eof;
-	(void)arg;
-	for (;;) {
-		struct evbuffer_ptr pos;
-		size_t hlen;
-		const char *h;
-		int status = 0, r;
-
-		pos = evbuffer_search(src, "\r\n\r\n", 4, NULL);
-		if (pos.pos < 0)
-			return MOAT_ERR_AGAIN;
-		hlen = (size_t)pos.pos + 4;
-		if ((h = (const char *)evbuffer_pullup(src, (ssize_t)hlen)) == NULL)
-			return MOAT_ERR_NOMEM;
-		if ((r = proxy_rewrite_response_head(h, hlen, dst, &status)) != 0)
-			return r;
-		evbuffer_drain(src, hlen);
-		if (status == 101)
-			return MOAT_ERR_PARSE;	/* we never asked to upgrade */
-		if (status >= 200)
-			return 0;
-		/* 1xx interim: the real head follows. */
-	}
-}
-
 static void
 start_relay(struct pctx *c, struct bufferevent *client)
 {
@@ -859,14 +734,8 @@ start_relay(struct pctx *c, struct bufferevent *client)
 	memset(&ro, 0, sizeof(ro));
 	ro.idle_timeout_ms = c->p->o.idle_timeout_ms;
 	ro.filter_arg = c;
-	if (c->t.connect) {
-		ro.filter_up = sni_filter;
-		ro.filter_max = SNI_MAX_HELLO;
-	} else {
-		ro.one_way = true;
-		ro.filter_down = resp_filter;
-		ro.filter_max = 64 * 1024;
-	}
+	ro.filter_up = sni_filter;
+	ro.filter_max = SNI_MAX_HELLO;
 	c->up = NULL;
 	c->state = PS_RELAY;
 	metric_series_gauge_add(c->p->s_tunnels, 1);
@@ -903,11 +772,13 @@ build_request(struct pctx *c, struct evbuffer *out)
 	if (evbuffer_add(out, "\r\n", 2) != 0)
 		goto out;
 	for (i = 0; http_req_header_at(c->req, i, &name, &value); i++) {
-		if (is_hop_by_hop(name) || strcasecmp(name, "host") == 0 ||
+		if (respframe_hop_by_hop(name, strlen(name)) ||
+		    strcasecmp(name, "host") == 0 ||
 		    strcasecmp(name, "content-length") == 0 ||
 		    strcasecmp(name, "transfer-encoding") == 0 ||
 		    strcasecmp(name, "expect") == 0 ||
-		    (conn != NULL && conn_names(conn, name, strlen(name))))
+		    (conn != NULL && respframe_conn_names(conn, strlen(conn), name,
+		    strlen(name))))
 			continue;
 		if (evbuffer_add_printf(out, "%s: %s\r\n", name, value) < 0)
 			goto out;
@@ -916,13 +787,371 @@ build_request(struct pctx *c, struct evbuffer *out)
 	    http_req_header(c->req, "transfer-encoding") != NULL) &&
 	    evbuffer_add_printf(out, "Content-Length: %zu\r\n", blen) < 0)
 		goto out;
-	if (evbuffer_add(out, "Connection: close\r\n\r\n", 21) != 0)
+	if (evbuffer_add(out, "\r\n", 2) != 0)
 		goto out;
 	if (blen > 0 && evbuffer_add(out, body, blen) != 0)
 		goto out;
 	r = 0;
 out:
 	return r;
+}
+
+/* --- plain HTTP: the upstream pool --- */
+
+static void
+pool_drop(struct pool_ent *e)
+{
+	TAILQ_REMOVE(&e->pb->pool, e, link);
+	e->pb->npool--;
+	bufferevent_free(e->bev);
+	free(e);
+}
+
+/* An idle pooled connection that speaks (unsolicited bytes), closes, fails
+ * or idles too long is closed: it is never a next answer. */
+static void
+pool_on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	pool_drop(arg);
+}
+
+static void
+pool_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	pool_drop(arg);
+}
+
+static void
+pool_flush(struct proxy_base *pb)
+{
+	struct pool_ent *e;
+
+	while ((e = TAILQ_FIRST(&pb->pool)) != NULL)
+		pool_drop(e);
+}
+
+static unsigned
+pool_max(const struct proxy *p)
+{
+	if (p->o.pool_max < 0)
+		return 0;
+	return p->o.pool_max == 0 ? POOL_MAX_DEFAULT : (unsigned)p->o.pool_max;
+}
+
+/* Keeps c->up for reuse (or frees it). */
+static void
+pool_put(struct pctx *c)
+{
+	struct proxy_base *pb = c->pb;
+	struct bufferevent *bev = c->up;
+	unsigned max = pool_max(c->p), ms = c->p->o.pool_idle_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct pool_ent *e, *oldest = NULL;
+	size_t mine = 0;
+
+	c->up = NULL;
+	if (max == 0) {
+		bufferevent_free(bev);
+		return;
+	}
+	/* One identity keeps at most a quarter of the pool. */
+	TAILQ_FOREACH(e, &pb->pool, link)
+		if (strcmp(e->ident, c->pool_key) == 0) {
+			mine++;
+			oldest = e;
+		}
+	if (oldest != NULL && mine >= (max + 3) / 4)
+		pool_drop(oldest);
+	else if (pb->npool >= max && (e = TAILQ_LAST(&pb->pool, pool_list)) != NULL)
+		pool_drop(e);
+	if ((e = calloc(1, sizeof(*e))) == NULL) {
+		bufferevent_free(bev);
+		return;
+	}
+	e->pb = pb;
+	e->bev = bev;
+	e->dst = c->dst;
+	e->port = c->t.port;
+	memcpy(e->ident, c->pool_key, sizeof(e->ident));
+	bufferevent_setcb(bev, pool_on_read, NULL, pool_on_event, e);
+	bufferevent_set_timeouts(bev, &tv, NULL);
+	bufferevent_setwatermark(bev, EV_READ, 0, 0);
+	if (bufferevent_enable(bev, EV_READ) != 0) {
+		bufferevent_free(bev);
+		free(e);
+		return;
+	}
+	TAILQ_INSERT_HEAD(&pb->pool, e, link);
+	pb->npool++;
+}
+
+/* An idle connection of the same identity to the address that was checked
+ * for this request (never another address of the name), or NULL. */
+static struct bufferevent *
+pool_take(struct pctx *c)
+{
+	struct pool_ent *e, *next;
+
+	for (e = TAILQ_FIRST(&c->pb->pool); e != NULL; e = next) {
+		struct bufferevent *bev;
+		evutil_socket_t fd;
+		char b;
+		ssize_t n;
+
+		next = TAILQ_NEXT(e, link);
+		if (e->port != c->t.port || e->dst.family != c->dst.family ||
+		    memcmp(e->dst.b, c->dst.b, sizeof(e->dst.b)) != 0 ||
+		    strcmp(e->ident, c->pool_key) != 0)
+			continue;
+		/* Closed or speaking since its last event: not usable. */
+		fd = bufferevent_getfd(e->bev);
+		n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) ||
+		    evbuffer_get_length(bufferevent_get_input(e->bev)) > 0) {
+			pool_drop(e);
+			continue;
+		}
+		bev = e->bev;
+		TAILQ_REMOVE(&c->pb->pool, e, link);
+		c->pb->npool--;
+		free(e);
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		return bev;
+	}
+	return NULL;
+}
+
+/* --- plain HTTP: forwarding one request and its response --- */
+
+static void connect_upstream(struct pctx *c);
+static void fwd_process(struct pctx *c);
+
+static bool
+idempotent(const char *method)
+{
+	return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+	    strcmp(method, "OPTIONS") == 0;
+}
+
+/* The response ended (ok: completely) or was cut short (err). */
+static void
+fwd_finish(struct pctx *c, bool ok, const char *err)
+{
+	struct relay_stats st;
+	bool keep = ok && respframe_client_keep(c->rf);
+
+	if (ok && c->up != NULL && respframe_upstream_keep(c->rf) && !c->up_eof &&
+	    evbuffer_get_length(bufferevent_get_input(c->up)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(c->up)) == 0)
+		pool_put(c);
+	memset(&st, 0, sizeof(st));
+	st.bytes_down = c->down_bytes;
+	metric_series_add(c->p->s_up, c->req_bytes);
+	metric_series_add(c->p->s_down, c->down_bytes);
+	audit_close(c, &st, err);
+	if (c->hc != NULL) {
+		struct http_conn *hc = c->hc;
+
+		c->hc = NULL;
+		http_conn_give_back(hc, c->cli, keep, c->down_bytes);
+		c->cli = NULL;
+	}
+	ctx_free(c);
+}
+
+/* Before anything went to the client: answer with an error instead. */
+static void
+fwd_fail_early(struct pctx *c, int r)
+{
+	char hp[PROXY_HOST_MAX + 16];
+
+	hostport(c, hp, sizeof(hp));
+	if (r == MOAT_ERR_CLOSED && c->reused && !c->got_bytes && !c->retried) {
+		/* The pooled connection was closed under us (the origin's
+		 * keep-alive timeout): once more on a fresh one, to the same
+		 * checked address. Only idempotent requests are pooled. */
+		bufferevent_free(c->up);
+		c->up = NULL;
+		respframe_free(c->rf);
+		c->rf = NULL;
+		evbuffer_drain(c->staged, evbuffer_get_length(c->staged));
+		c->reused = false;
+		c->retried = true;
+		c->up_eof = false;
+		c->down_bytes = 0;
+		connect_upstream(c);
+		return;
+	}
+	audit_close(c, NULL, r == MOAT_ERR_TIMEOUT ? "response timeout" :
+	    r == MOAT_ERR_CLOSED ? "upstream closed without a complete answer" :
+	    "invalid response");
+	if (r == MOAT_ERR_TIMEOUT)
+		respond_text(c, 504, "moat-proxy: %s (%s) did not answer in time",
+		    hp, c->dst_text);
+	else if (r == MOAT_ERR_CLOSED)
+		respond_text(c, 502, "moat-proxy: %s (%s) closed the connection "
+		    "without an answer", hp, c->dst_text);
+	else
+		respond_text(c, 502, "moat-proxy: invalid response from %s (%s)",
+		    hp, c->dst_text);
+}
+
+static void
+on_cli_write(struct bufferevent *bev, void *arg)
+{
+	struct pctx *c = arg;
+
+	(void)bev;
+	if (c->up != NULL && !c->up_eof)
+		bufferevent_enable(c->up, EV_READ);
+}
+
+static void
+on_cli_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pctx *c = arg;
+
+	(void)bev;
+	fwd_finish(c, false, (what & BEV_EVENT_TIMEOUT) ? "client timeout" :
+	    "client went away");
+}
+
+/* The final head is in c->staged: lend the client connection. */
+static int
+fwd_lend(struct pctx *c)
+{
+	struct timeval tv = { c->p->o.idle_timeout_ms / 1000,
+	    (c->p->o.idle_timeout_ms % 1000) * 1000 };
+
+	c->cli = http_req_lend_conn(c->req, respframe_status(c->rf), &c->hc);
+	c->req = NULL;
+	if (c->cli == NULL) {
+		fwd_finish(c, false, "client went away");
+		return -1;
+	}
+	c->state = PS_STREAM;
+	metric_series_gauge_add(c->p->s_tunnels, 1);
+	c->tunnel_counted = true;
+	bufferevent_setcb(c->cli, NULL, on_cli_write, on_cli_event, c);
+	bufferevent_set_timeouts(c->cli, NULL, &tv);
+	bufferevent_setwatermark(c->cli, EV_WRITE, FWD_HIGH / 2, 0);
+	if (evbuffer_add_buffer(bufferevent_get_output(c->cli), c->staged) != 0 ||
+	    bufferevent_enable(c->cli, EV_WRITE) != 0) {
+		fwd_finish(c, false, "out of memory");
+		return -1;
+	}
+	evbuffer_free(c->staged);
+	c->staged = NULL;
+	return 0;
+}
+
+/* Runs the response framing over what the upstream sent. */
+static void
+fwd_process(struct pctx *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->up), *out;
+	size_t before = evbuffer_get_length(in);
+	int r;
+
+	if (before > 0)
+		c->got_bytes = true;
+	out = c->cli != NULL ? bufferevent_get_output(c->cli) : c->staged;
+	r = respframe_feed(c->rf, in, out, c->up_eof);
+	c->down_bytes += before - evbuffer_get_length(in);
+	if (c->cli == NULL) {
+		if (r != 0 && r != MOAT_ERR_AGAIN) {
+			fwd_fail_early(c, r);
+			return;
+		}
+		if (respframe_status(c->rf) == 0)
+			return;		/* no final head yet */
+		if (fwd_lend(c) != 0)
+			return;
+	}
+	if (r == 0) {
+		fwd_finish(c, true, NULL);
+		return;
+	}
+	if (r != MOAT_ERR_AGAIN) {
+		fwd_finish(c, false, r == MOAT_ERR_CLOSED ?
+		    "upstream closed before the end of the answer" :
+		    "invalid response");
+		return;
+	}
+	/* Bounded: stop reading the upstream while the client lags. */
+	if (evbuffer_get_length(bufferevent_get_output(c->cli)) >= FWD_HIGH)
+		bufferevent_disable(c->up, EV_READ);
+}
+
+static void
+on_fwd_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	fwd_process(arg);
+}
+
+static void
+on_fwd_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pctx *c = arg;
+
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) != 0) {
+		if (c->cli == NULL)
+			fwd_fail_early(c, MOAT_ERR_TIMEOUT);
+		else
+			fwd_finish(c, false, "upstream timeout");
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) == 0) {
+		/* An error (a reset): nothing is complete after it. */
+		c->up_eof = true;
+		if (c->cli == NULL)
+			fwd_fail_early(c, MOAT_ERR_CLOSED);
+		else
+			fwd_finish(c, false, "upstream connection failed");
+		return;
+	}
+	c->up_eof = true;
+	bufferevent_disable(c->up, EV_READ | EV_WRITE);
+	fwd_process(c);
+}
+
+/* The upstream connection is ready (new or pooled): send the request and
+ * wait for the answer. */
+static void
+send_request(struct pctx *c)
+{
+	struct respframe_opts fo;
+	struct evbuffer *o = bufferevent_get_output(c->up);
+	size_t before = evbuffer_get_length(o);
+	unsigned ms = c->p->o.idle_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	memset(&fo, 0, sizeof(fo));
+	fo.head_request = strcmp(c->method, "HEAD") == 0;
+	fo.client_http10 = http_req_http_minor(c->req) == 0;
+	fo.client_keep = http_req_keepalive(c->req);
+	if (c->staged == NULL && (c->staged = evbuffer_new()) == NULL) {
+		respond_text(c, 500, "moat-proxy: out of memory");
+		return;
+	}
+	if (respframe_new(&c->rf, &fo) != 0 || build_request(c, o) != 0) {
+		respond_text(c, 500, "moat-proxy: out of memory");
+		return;
+	}
+	c->req_bytes = evbuffer_get_length(o) - before;
+	c->state = PS_WAITING;
+	bufferevent_setcb(c->up, on_fwd_read, NULL, on_fwd_event, c);
+	bufferevent_set_timeouts(c->up, &tv, &tv);
+	bufferevent_setwatermark(c->up, EV_READ, 0, 0);
+	if (bufferevent_enable(c->up, EV_READ | EV_WRITE) != 0)
+		respond_text(c, 500, "moat-proxy: cannot wait for the answer");
 }
 
 static void
@@ -942,14 +1171,8 @@ on_up_event(struct bufferevent *bev, short what, void *arg)
 		    (double)(now_ns() - c->phase_ns) / 1e9);
 		bufferevent_set_timeouts(c->up, NULL, NULL);
 		if (!c->t.connect) {
-			struct evbuffer *o = bufferevent_get_output(c->up);
-			size_t before = evbuffer_get_length(o);
-
-			if (build_request(c, o) != 0) {
-				respond_text(c, 500, "moat-proxy: out of memory");
-				return;
-			}
-			c->req_bytes = evbuffer_get_length(o) - before;
+			send_request(c);
+			return;
 		}
 		client = http_req_take_conn(c->req);
 		c->req = NULL;
@@ -958,8 +1181,7 @@ on_up_event(struct bufferevent *bev, short what, void *arg)
 			ctx_free(c);
 			return;
 		}
-		if (c->t.connect &&
-		    evbuffer_add(bufferevent_get_output(client), est,
+		if (evbuffer_add(bufferevent_get_output(client), est,
 		    sizeof(est) - 1) != 0) {
 			bufferevent_free(client);
 			audit_close(c, NULL, "out of memory");
@@ -1032,6 +1254,12 @@ allowed(struct pctx *c)
 	    LF_STR("client", c->client), LF_STR("method", c->method),
 	    LF_STR("host", c->t.host), LF_INT("port", c->t.port),
 	    LF_STR("address", c->dst_text), LF_STR("rule", c->d.rule));
+	if (!c->t.connect && idempotent(c->method) &&
+	    (c->up = pool_take(c)) != NULL) {
+		c->reused = true;
+		send_request(c);
+		return;
+	}
 	connect_upstream(c);
 }
 
@@ -1164,6 +1392,11 @@ handle_proxy(struct http_request *req, void *arg)
 		}
 	}
 
+	if (c->has_ident)
+		snprintf(c->pool_key, sizeof(c->pool_key), "w:%s",
+		    c->ident.workspace);
+	else
+		snprintf(c->pool_key, sizeof(c->pool_key), "a:%s", c->client);
 	r = proxy_parse_target(connect, http_req_target(req), &c->t, &why);
 	if (r == MOAT_ERR_NOMEM) {
 		respond_text(c, 500, "moat-proxy: out of memory");
@@ -1278,6 +1511,8 @@ proxy_new(struct proxy **out, const struct proxy_opts *o)
 		p->o.idle_timeout_ms = 300000;
 	if (p->o.dns_timeout_ms == 0)
 		p->o.dns_timeout_ms = 5000;
+	if (p->o.pool_idle_ms == 0)
+		p->o.pool_idle_ms = POOL_IDLE_DEFAULT_MS;
 	pthread_mutex_init(&p->mu, NULL);
 	if (o->metrics != NULL) {
 		const char *lv[1];
@@ -1329,6 +1564,7 @@ proxy_add_base(struct proxy *p, struct event_base *base)
 	pb->p = p;
 	pb->base = base;
 	TAILQ_INIT(&pb->ctxs);
+	TAILQ_INIT(&pb->pool);
 	memset(&ro, 0, sizeof(ro));
 	ro.nameserver = p->o.nameserver;
 	ro.hosts_file = p->o.hosts_file;
@@ -1436,6 +1672,7 @@ close_base(struct proxy_base *pb)
 			respond_text(c, 503, "moat-proxy: shutting down");
 		}
 	}
+	pool_flush(pb);
 }
 
 static void

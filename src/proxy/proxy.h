@@ -16,11 +16,24 @@
  * Plain HTTP: the request goes upstream in origin form with hop-by-hop
  * headers stripped (Connection and what it names, Keep-Alive,
  * Proxy-Connection, TE, Trailer, Upgrade, Proxy-Authorization,
- * Proxy-Authenticate; Expect is handled here) and "Connection: close"; the
- * response head gets the same stripping, then the response streams back
- * until the upstream closes, and the client connection is closed after it.
- * So every forwarded request is decided on its own; denials (403) keep the
- * client connection open. Upgrade is refused (403).
+ * Proxy-Authenticate; Expect is handled here). The response is framed by
+ * respframe.h (strict heads, hop-by-hop fields stripped, Content-Length
+ * counted, chunked decoded and encoded again) and streamed to the client on
+ * the connection the HTTP core lends (http_req_lend_conn); when it is
+ * complete and its length was known, the connection goes back to the core
+ * for the client's next request, which is parsed and decided on its own
+ * (never read before: pipelined bytes wait). Otherwise the client
+ * connection closes. Denials (403) keep it open. Upgrade is refused (403).
+ *
+ * Upstream keep-alive: a connection whose response ended cleanly (length
+ * known, the upstream allows reuse, nothing after it) is kept idle in a
+ * small pool per loop thread (proxy_opts.pool_max, pool_idle_ms), keyed by
+ * who asks (the workspace, or in standalone mode the client address) and
+ * the address and port that were checked. Only GET, HEAD and OPTIONS take
+ * one, after their own decision and only for the very address it checked
+ * (never resolved again); if the origin closed it meanwhile, the request is
+ * sent once more on a fresh connection to the same address. An idle
+ * connection that sends anything or closes is dropped.
  *
  * CONNECT: "200 Connection established", then, when the client's first
  * bytes are a TLS ClientHello, its SNI must equal the CONNECT host
@@ -79,6 +92,9 @@ struct proxy_opts {
 	unsigned idle_timeout_ms;	/* tunnels and responses; 0: 300 s */
 	unsigned dns_timeout_ms;	/* 0: 5 s */
 	size_t max_conns;		/* requests and tunnels in flight; 0: none */
+	int pool_max;			/* idle upstream connections kept per
+					 * loop thread; 0: 256, < 0: none */
+	unsigned pool_idle_ms;		/* and for how long; 0: 30 s */
 	const char *nameserver;		/* "127.0.0.1:5353"; NULL: the system's */
 	const char *hosts_file;		/* NULL: none */
 	struct audit_writer *audit;	/* borrowed; NULL: no audit */
@@ -157,12 +173,5 @@ void proxy_target_clear(struct proxy_target *t);
  * (absolute form; a missing port means 80). */
 int proxy_check_host_header(const struct proxy_target *t, const char *value,
     const char **why) MOAT_MUST_CHECK;
-
-/* Rewrites a response head for the client (hop-by-hop headers removed,
- * "Connection: close" added): used by the relay filter and the fuzz
- * target. head: the head including its final CRLFCRLF. *status: its code.
- * MOAT_ERR_PARSE when it is not a plain HTTP/1.x response head. */
-int proxy_rewrite_response_head(const char *head, size_t len,
-    struct evbuffer *out, int *status) MOAT_MUST_CHECK;
 
 #endif

@@ -7,13 +7,26 @@
  * high_water: past it the source stops reading, and the destination's
  * write callback (low watermark high_water/2) resumes it. A source's EOF
  * becomes shutdown(SHUT_WR) on the destination once its output is empty.
+ *
+ * splice(2): a direction between two plain sockets whose filter is done
+ * and whose buffers are empty moves bytes source -> pipe -> destination
+ * in the kernel instead (the pipe made at its first bytes, so an idle
+ * tunnel holds none). The pipe plays the output's part: at most its size
+ * (high_water when the kernel allows, else its default) waits in it, the
+ * source is not read while it is full, and an own write event on the
+ * destination drains it. Once spliced, a direction never goes back to the
+ * buffers, so its bytes stay in order. A direction whose pipe cannot be
+ * made, or whose sockets refuse splice before any byte moved, stays on
+ * the buffered path.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/bufferevent_ssl.h>
 
@@ -29,6 +42,20 @@
 #define RELAY_READ_MAX (128 * 1024)
 
 enum { DIR_UP = 0, DIR_DOWN = 1 };
+
+/* One direction's splice state. */
+struct relay_pipe {
+	struct relay *r;
+	int dir;
+	int p[2];		/* [0] read end, [1] write end; -1: none */
+	size_t len;		/* bytes in the pipe */
+	size_t cap;		/* at most this many wait in it */
+	struct event *wev;	/* the destination is writable */
+	bool on;		/* this direction is spliced (for good) */
+	bool off;		/* splice is not possible: buffered for good */
+	bool full;		/* the last splice in met a full pipe */
+	bool moved;		/* a byte went through the pipe */
+};
 
 struct relay_side {
 	struct relay *r;
@@ -50,7 +77,9 @@ struct relay {
 	bool started;		/* first step done (from the timer) */
 	bool lingering;		/* one-way: answer sent, waiting for client EOF */
 	bool filtered[2];	/* the direction's filter said done */
+	struct relay_pipe sp[2];
 	uint64_t bytes[2];
+	uint64_t spliced;
 	uint64_t start_ns, last_ns;
 	relay_done_fn done;
 	void *arg;
@@ -102,6 +131,19 @@ side_read(struct relay_side *s, bool on)
 	}
 }
 
+static void
+pipe_free(struct relay_pipe *sp)
+{
+	if (sp->wev != NULL)
+		event_free(sp->wev);
+	sp->wev = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (sp->p[i] >= 0)
+			close(sp->p[i]);
+		sp->p[i] = -1;
+	}
+}
+
 /* Frees everything and reports; r is gone afterwards. */
 static void
 finish(struct relay *r, int err)
@@ -110,8 +152,11 @@ finish(struct relay *r, int err)
 
 	st.bytes_up = r->bytes[DIR_UP];
 	st.bytes_down = r->bytes[DIR_DOWN];
+	st.bytes_spliced = r->spliced;
 	st.duration_ns = now_ns() - r->start_ns;
 	st.err = err;
+	pipe_free(&r->sp[DIR_UP]);
+	pipe_free(&r->sp[DIR_DOWN]);
 	side_free(&r->c);
 	side_free(&r->u);
 	event_free(r->timer);
@@ -130,6 +175,128 @@ half_close(struct relay_side *dst)
 	dst->shut = true;
 	if (!dst->tls && (fd = bufferevent_getfd(dst->bev)) >= 0)
 		(void)shutdown(fd, SHUT_WR);
+}
+
+/* Empties what it can of a spliced direction's pipe into the destination;
+ * waits for it to be writable when it is not. 0 or MOAT_ERR_IO. */
+static int
+splice_flush(struct relay *r, int dir)
+{
+	struct relay_pipe *sp = &r->sp[dir];
+	struct relay_side *dst = dir == DIR_UP ? &r->u : &r->c;
+
+	while (sp->len > 0) {
+		ssize_t n = splice(sp->p[0], NULL, dst->fd, NULL, sp->len,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+		if (n > 0) {
+			sp->len -= (size_t)n;
+			sp->full = false;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			(void)event_add(sp->wev, NULL);
+			return 0;
+		}
+		return MOAT_ERR_IO;
+	}
+	return 0;
+}
+
+/* Can this direction start splicing now: plain sockets both ends, its
+ * filter done, nothing waiting in its buffers (order), and not one-way's
+ * dropped direction? */
+static bool
+splice_can(struct relay *r, int dir)
+{
+	struct relay_side *src = dir == DIR_UP ? &r->c : &r->u;
+	struct relay_side *dst = dir == DIR_UP ? &r->u : &r->c;
+	relay_filter_fn f = dir == DIR_UP ? r->o.filter_up : r->o.filter_down;
+
+	return !r->sp[dir].off && !src->tls && !dst->tls && !dst->shut &&
+	    !(dir == DIR_UP && r->o.one_way) &&
+	    (f == NULL || r->filtered[dir]) &&
+	    evbuffer_get_length(src->in) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(dst->bev)) == 0;
+}
+
+static void on_splice_write(evutil_socket_t fd, short what, void *arg);
+
+/* Makes the direction's pipe. 0, or -1 (the direction stays buffered). */
+static int
+splice_begin(struct relay *r, int dir)
+{
+	struct relay_pipe *sp = &r->sp[dir];
+	struct relay_side *dst = dir == DIR_UP ? &r->u : &r->c;
+	int sz;
+
+	if (pipe2(sp->p, O_NONBLOCK | O_CLOEXEC) != 0) {
+		sp->p[0] = sp->p[1] = -1;
+		sp->off = true;
+		return -1;
+	}
+	if ((sp->wev = event_new(r->base, dst->fd, EV_WRITE, on_splice_write,
+	    sp)) == NULL) {
+		pipe_free(sp);
+		sp->off = true;
+		return -1;
+	}
+	/* As much as a buffered direction may hold; the kernel may refuse
+	 * (pipe-max-size, or the user's pipe pages), then its default. */
+	(void)fcntl(sp->p[1], F_SETPIPE_SZ, (int)r->o.high_water);
+	sz = fcntl(sp->p[1], F_GETPIPE_SZ);
+	sp->cap = sz > 0 ? (size_t)sz : 65536;
+	if (sp->cap > r->o.high_water)
+		sp->cap = r->o.high_water;
+	sp->on = true;
+	return 0;
+}
+
+/* One splice from a readable source into its direction's pipe. 0, 1 when
+ * splice turned out unsupported for these sockets before any byte moved
+ * (the direction is now buffered for good), or an error. */
+static int
+splice_in(struct relay *r, int dir)
+{
+	struct relay_pipe *sp = &r->sp[dir];
+	struct relay_side *src = dir == DIR_UP ? &r->c : &r->u;
+	ssize_t n;
+
+	if (sp->len >= sp->cap)
+		return 0;
+	n = splice(src->fd, NULL, sp->p[1], NULL, sp->cap - sp->len,
+	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		sp->len += (size_t)n;
+		sp->moved = true;
+		r->bytes[dir] += (uint64_t)n;
+		r->spliced += (uint64_t)n;
+		return 0;
+	}
+	if (n == 0) {
+		src->eof = true;
+		side_read(src, false);
+		return 0;
+	}
+	if (errno == EINTR)
+		return 0;
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		/* With bytes in the pipe this can mean a full pipe (it
+		 * counts pages, not bytes): wait for a flush to make room
+		 * rather than spin on a readable source. */
+		if (sp->len > 0)
+			sp->full = true;
+		return 0;
+	}
+	if (errno == EINVAL && !sp->moved) {
+		pipe_free(sp);
+		sp->on = false;
+		sp->off = true;
+		return 1;
+	}
+	return MOAT_ERR_IO;
 }
 
 /* Moves what it can in one direction. 0, or an error that ends the relay. */
@@ -163,6 +330,16 @@ pump(struct relay *r, int dir)
 		if (e != 0)
 			return e;
 		r->filtered[dir] = true;
+	}
+	if (r->sp[dir].on) {
+		struct relay_pipe *sp = &r->sp[dir];
+
+		if ((e = splice_flush(r, dir)) != 0)
+			return e;
+		side_read(src, sp->len < sp->cap && !sp->full);
+		if (src->eof && sp->len == 0)
+			half_close(dst);
+		return 0;
 	}
 	if (dst->shut) {
 		/* The destination's write side is gone (TLS end, or it
@@ -251,10 +428,25 @@ on_fd_read(evutil_socket_t fd, short what, void *arg)
 	struct relay_side *s = arg;
 	struct relay *r = s->r;
 	struct evbuffer_iovec v[2];
-	int nv;
+	int nv, dir;
 	ssize_t n;
 
 	(void)what;
+	dir = s == &r->c ? DIR_UP : DIR_DOWN;
+	if (r->sp[dir].on || (splice_can(r, dir) && splice_begin(r, dir) == 0)) {
+		int e = splice_in(r, dir);
+
+		if (e < 0) {
+			finish(r, e);
+			return;
+		}
+		if (e == 0) {
+			touch(r);
+			(void)step(r);
+			return;
+		}
+		/* Unsupported here: read it the buffered way. */
+	}
 	nv = evbuffer_reserve_space(s->in, RELAY_READ_MAX, v, 2);
 	if (nv < 1) {
 		finish(r, MOAT_ERR_NOMEM);
@@ -294,6 +486,18 @@ on_fd_read(evutil_socket_t fd, short what, void *arg)
 	}
 	touch(r);
 	(void)step(r);
+}
+
+/* A spliced direction's destination is writable again. */
+static void
+on_splice_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_pipe *sp = arg;
+
+	(void)fd;
+	(void)what;
+	touch(sp->r);
+	(void)step(sp->r);
 }
 
 static void
@@ -409,6 +613,11 @@ relay_start(struct event_base *base, struct bufferevent *client,
 		r->o.high_water = r->o.filter_max;
 	r->done = done;
 	r->arg = arg;
+	for (int d = 0; d < 2; d++) {
+		r->sp[d].r = r;
+		r->sp[d].dir = d;
+		r->sp[d].p[0] = r->sp[d].p[1] = -1;
+	}
 	r->start_ns = r->last_ns = now_ns();
 	if ((r->timer = event_new(base, -1, 0, on_timer, r)) == NULL)
 		goto fail;

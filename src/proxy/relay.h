@@ -15,15 +15,18 @@
  *
  * Filters: before a direction relays raw bytes, an optional filter sees its
  * input and may consume it and write to the destination (moat-proxy checks
- * the TLS ClientHello of a tunnel, and rewrites the response head of a
- * plain-HTTP request). One-way mode relays upstream to client only and
- * discards whatever the client sends (pipelined requests must never reach
- * the upstream undecided).
+ * the TLS ClientHello of a tunnel). One-way mode relays upstream to client
+ * only and discards whatever the client sends.
  *
  * Implementation: bufferevents write; plain sockets are read by the relay
  * itself (up to 128 KiB per read(2): libevent 2.1 reads 4 KiB at a time)
  * into evbuffers whose chains move to the other side without copying.
- * splice(2) is not used. TLS bufferevents are read through libevent.
+ * A direction between two plain sockets, once its filter is done and its
+ * buffers are empty, moves bytes with splice(2) through a pipe made for it
+ * (bounded like the buffers: at most high_water, or the pipe's default
+ * size when the kernel refuses more, waits in it); when no pipe can be
+ * made or the sockets do not support splice it stays buffered. TLS
+ * bufferevents are read through libevent.
  */
 #ifndef MOAT_PROXY_RELAY_H
 #define MOAT_PROXY_RELAY_H
@@ -62,6 +65,7 @@ struct relay_opts {
 struct relay_stats {
 	uint64_t bytes_up;		/* read from the client (not one-way) */
 	uint64_t bytes_down;		/* read from the upstream */
+	uint64_t bytes_spliced;		/* of both, moved with splice(2) */
 	uint64_t duration_ns;		/* relay_start to the end */
 	/* 0: both sides finished; MOAT_ERR_TIMEOUT: idle; MOAT_ERR_IO: a
 	 * socket error or reset; MOAT_ERR_CLOSED: relay_abort; a filter's

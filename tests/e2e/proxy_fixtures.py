@@ -13,6 +13,10 @@ Pieces:
   RecordingOrigin        a dual-stack HTTP origin on [::]:PORTS that logs
                          every connection (with the local address it
                          arrived at) and every request's headers
+  ScriptedOrigin         an HTTP/1.1 origin on ADDR:PORT that answers with
+                         exact bytes chosen by the path (keep-alive,
+                         EOF-delimited, chunked, and smuggling-shaped
+                         responses), logging connections and requests
   Nginx                  nginx in the foreground: static files, TLS, and
                          git-http-backend behind fcgiwrap
   MoatProxy              moat-proxy --policy FILE --listen ... with its
@@ -22,6 +26,7 @@ Pieces:
 Run as a script, this module is the DNS server or the recording origin:
   python3 proxy_fixtures.py dns PORT TABLE.json LOG
   python3 proxy_fixtures.py origin LOG PORT [PORT...]
+  python3 proxy_fixtures.py scripted LOG ADDR PORT
 """
 
 from __future__ import annotations
@@ -357,6 +362,129 @@ class RecordingOrigin:
                 and (path_contains is None or path_contains in r["path"])]
 
 
+# ----------------------------------------------------- scripted origin
+
+# The scripted origin's answers, by the first path segment. Each is the
+# exact byte string the origin writes; "{path}" is replaced by the request's
+# path. Answers marked close=True end with the origin closing its side.
+SCRIPTED = {
+    # Content-Length, keep-alive.
+    "ok": (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+           b"Content-Length: {len}\r\n\r\n{body}", False),
+    # Neither Content-Length nor chunked: delimited by the origin's close.
+    "eof": (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+            b"{body}", True),
+    # Chunked, split in two chunks with an extension and a trailer.
+    "chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5;ext=1\r\nchunk\r\n{hexlen}\r\n{body}\r\n0\r\n"
+                b"X-Trailer: t\r\n\r\n", False),
+    # Content-Length and Transfer-Encoding both: a response that two
+    # parsers can frame differently. What follows is a forged response.
+    "clte": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+             b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED", False),
+    # Two Content-Length fields that disagree.
+    "dupcl": (b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n"
+              b"Content-Length: 52\r\n\r\nSMUGGLED"
+              b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+              False),
+    # Two Content-Length fields that agree: still refused.
+    "samecl": (b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n"
+               b"Content-Length: 8\r\n\r\nSMUGGLED", False),
+}
+
+
+def _scripted_serve(log_path: str, addr: str, port: int) -> None:
+    lock = threading.Lock()
+    log = open(log_path, "a", buffering=1)
+    conn_ids = iter(range(1, 1 << 30))
+
+    def write(rec: dict) -> None:
+        with lock:
+            log.write(json.dumps(rec) + "\n")
+
+    def serve(c: socket.socket, cid: int) -> None:
+        buf = b""
+        with c:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        d = c.recv(65536)
+                    except OSError:
+                        return
+                    if not d:
+                        return
+                    buf += d
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                line = head.split(b"\r\n", 1)[0].decode("latin-1")
+                parts = line.split(" ")
+                path = parts[1] if len(parts) > 1 else "/"
+                write({"event": "request", "conn": cid, "line": line,
+                       "path": path, "head": head.decode("latin-1")})
+                kind = path.strip("/").split("/")[0]
+                tmpl, close = SCRIPTED.get(kind, SCRIPTED["ok"])
+                body = f"scripted {path}\n".encode()
+                out = (tmpl.replace(b"{len}", str(len(body)).encode())
+                       .replace(b"{hexlen}", f"{len(body):x}".encode())
+                       .replace(b"{body}", body))
+                if line.startswith("HEAD "):
+                    out = out.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+                c.sendall(out)
+                if close:
+                    return
+
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((addr, port))
+    ls.listen(64)
+    while True:
+        c, _ = ls.accept()
+        cid = next(conn_ids)
+        write({"event": "conn", "conn": cid})
+        threading.Thread(target=serve, args=(c, cid), daemon=True).start()
+
+
+class ScriptedOrigin:
+    """An HTTP/1.1 origin on addr:port whose answers are exact bytes chosen
+    by the path's first segment (SCRIPTED): how the proxy frames hostile or
+    unusual responses is tested against bytes no real server library would
+    write. Connections and requests are logged (each request with the id of
+    the connection it came on)."""
+
+    def __init__(self, procs, ns, workdir: Path, addr: str = "127.0.0.2",
+                 port: int = 80):
+        self.procs, self.ns = procs, ns
+        self.addr, self.port = addr, port
+        self.log_path = Path(workdir) / "scripted-origin.log"
+        self.log_path.write_text("")
+
+    def start(self) -> "ScriptedOrigin":
+        self.proc = self.ns.start(
+            self.procs, [sys.executable, str(THIS), "scripted",
+                         str(self.log_path), self.addr, str(self.port)],
+            name="scripted-origin", check_sanitizer=False)
+        import moat_harness as mh
+        mh.wait_for_port(self.port, self.addr, proc=self.proc, netns=self.ns)
+        self.log_path.write_text("")     # forget the readiness probe
+        return self
+
+    def records(self) -> list[dict]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def conns(self) -> list[dict]:
+        return [r for r in self.records() if r["event"] == "conn"]
+
+    def requests(self, path_contains: str | None = None) -> list[dict]:
+        return [r for r in self.records() if r["event"] == "request"
+                and (path_contains is None or path_contains in r["path"])]
+
+
 # ----------------------------------------------------------------- nginx
 
 class Nginx:
@@ -637,6 +765,8 @@ if __name__ == "__main__":
         _dns_serve(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "origin":
         _origin_serve(sys.argv[2], [int(p) for p in sys.argv[3:]])
+    elif sys.argv[1] == "scripted":
+        _scripted_serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         sys.exit("usage: proxy_fixtures.py dns PORT TABLE LOG | "
-                 "origin LOG PORT...")
+                 "origin LOG PORT... | scripted LOG ADDR PORT")

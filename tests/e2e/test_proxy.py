@@ -123,8 +123,12 @@ def test_plain_http_allowed_and_denied(env_factory):
     assert allowed >= 2 and denied >= 2, vals
     assert float(re.search(r"^moat_proxy_dns_seconds_count (\S+)", text,
                            re.M).group(1)) >= 1
+    # At least one upstream connect was timed. Not necessarily two: both
+    # allowed requests go to 127.0.0.2:80, and when the second lands on the
+    # loop thread that pooled the first one's upstream connection it reuses
+    # that connection (test_proxy_keepalive.py checks the pool itself).
     assert float(re.search(r"^moat_proxy_connect_seconds_count (\S+)",
-                           text, re.M).group(1)) >= 2
+                           text, re.M).group(1)) >= 1
 
 
 def test_https_connect_allowed_and_denied(env_factory):

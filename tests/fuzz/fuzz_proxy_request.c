@@ -5,14 +5,12 @@
  * proxy's own target parsing (proxy_parse_target: absolute form and
  * CONNECT authority), the Host agreement check, path normalization and
  * decide_before_dns() against a fixed policy, and checks invariants of what
- * it accepted. Inputs starting with 'R' are upstream response heads for
- * proxy_rewrite_response_head() instead (hop-by-hop stripping).
+ * it accepted. (Upstream responses have their own target,
+ * fuzz_proxy_response.c.)
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <event2/buffer.h>
 
 #include "decide.h"
 #include "http_int.h"
@@ -115,25 +113,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (fz_srv == NULL)
 		fz_setup();
-	if (size > 0 && data[0] == 'R') {
-		struct evbuffer *out = evbuffer_new();
-		int status = 0;
-
-		if (out == NULL)
-			return 0;
-		if (proxy_rewrite_response_head((const char *)data + 1, size - 1,
-		    out, &status) == 0) {
-			size_t n = evbuffer_get_length(out);
-			char *p = (char *)evbuffer_pullup(out, (ssize_t)n);
-
-			if (status < 100 || status > 599 || n < 4 ||
-			    memcmp(p + n - 4, "\r\n\r\n", 4) != 0 ||
-			    memmem(p, n, "\r\nKeep-Alive:", 13) != NULL)
-				abort();
-		}
-		evbuffer_free(out);
-		return 0;
-	}
 	(void)http__parse_for_fuzz(fz_srv, data, size, 0);
 	(void)http__parse_for_fuzz(fz_srv, data, size, 5);
 	return 0;

@@ -30,6 +30,7 @@
 #include <openssl/pem.h>
 
 #include "audit.h"
+#include "audit_int.h"
 #include "log.h"
 
 static char tmpdir[256];
@@ -870,6 +871,60 @@ test_verify_buf_edges(void **state)
 	    "the checkpoint file is not a valid checkpoint record");
 }
 
+/* The writer serializes a record once and adds "hash" in place: the line
+ * must be byte for byte the canonical form of the record with the hash, for
+ * keys sorting before, after and around "hash", nested values holding
+ * braces, commas and quotes in strings, and the empty object. */
+static void
+test_canonical_add_matches_dump(void **state)
+{
+	static const char *const docs[] = {
+		"{}",
+		"{\"a\":1}",
+		"{\"z\":1}",
+		"{\"h\":1,\"has\":2,\"hasz\":3,\"hat\":4}",
+		"{\"hash_x\":1,\"hasha\":2,\"ha\":3,\"i\":4,\"g\":5}",
+		"{\"Hash\":\"x\",\"HASH\":[1,2,{\"hash\":\"inner\"}]}",
+		"{\"actor\":{\"user\":\"a,b}\",\"q\":\"x\\\"y\"},\"component\":"
+		    "\"moat-proxy\",\"details\":{\"url\":\"http://h/{}[],\","
+		    "\"n\":[1,[2,{\"k\":[]}],{}],\"d\":0.125},\"outcome\":\"ok\","
+		    "\"prev\":\"00\",\"seq\":7,\"source\":{\"pid\":1},\"target\":"
+		    "{\"host\":\"h\"},\"time\":\"t\",\"type\":\"egress.allow\"}",
+		"{\"details\":\"\\u00e9\\n\\\\\",\"zz\":null,\"aa\":true}",
+	};
+	const char *hex = "0123456789abcdef0123456789abcdef"
+	    "0123456789abcdef0123456789abcdef";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		json_error_t err;
+		json_t *o = json_loads(docs[i], 0, &err);
+		char *canon, *want, *got;
+		size_t clen, wlen, glen = 0;
+
+		assert_non_null(o);
+		canon = audit__canonical(o, &clen);
+		assert_non_null(canon);
+		assert_int_equal(json_object_set_new(o, "hash", json_string(hex)), 0);
+		want = audit__canonical(o, &wlen);
+		got = audit__canonical_add(canon, clen, "hash", hex, &glen);
+		assert_non_null(got);
+		assert_string_equal(got, want);
+		assert_int_equal(glen, wlen);
+		/* Already a member: refused. */
+		assert_null(audit__canonical_add(want, wlen, "hash", hex, NULL));
+		free(canon);
+		free(want);
+		free(got);
+		json_decref(o);
+	}
+	/* Not an object, or a top-level key with an escape: refused. */
+	assert_null(audit__canonical_add("[1]", 3, "hash", "00", NULL));
+	assert_null(audit__canonical_add("{\"a\\\"b\":1}", 10, "hash", "00",
+	    NULL));
+	assert_null(audit__canonical_add("{\"a\":1}", 7, "hash", "0\"", NULL));
+}
+
 int
 main(void)
 {
@@ -888,6 +943,7 @@ main(void)
 		cmocka_unit_test(test_emit_refuses_bad_events),
 		cmocka_unit_test(test_interval_checkpoint),
 		cmocka_unit_test(test_verify_buf_edges),
+		cmocka_unit_test(test_canonical_add_matches_dump),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

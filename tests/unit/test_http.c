@@ -8,7 +8,8 @@
  * Allow, HEAD), bodies with Content-Length, chunked and Expect, each
  * request-smuggling shape (400 and close), limits (414, 431, 413), header
  * and idle timeouts, HTTP/1.0, PROXY v1/v2 (accepted, refused peer,
- * missing header), take_conn with the bytes that follow, asynchronous
+ * missing header), take_conn with the bytes that follow, lend_conn and
+ * give_back (pipelined next request, keep or close), asynchronous
  * answers (also pipelined), the access log and the observer, max_conns,
  * and TLS with X-Forwarded-For believed only from the named ingress.
  */
@@ -194,6 +195,53 @@ h_upgrade(struct http_request *req, void *arg)
 	bufferevent_write_buffer(bev, bufferevent_get_input(bev));
 	bufferevent_setcb(bev, NULL, upgrade_flushed, NULL, NULL);
 	bufferevent_enable(bev, EV_WRITE);
+}
+
+/* A lent connection: the answer is written by the handler itself, later,
+ * then the connection is given back (kept unless the query is "close"). */
+struct lent {
+	struct http_conn *conn;
+	struct bufferevent *bev;
+	bool keep;
+	char body[64];
+};
+
+static void
+lend_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct lent *l = arg;
+	char head[256];
+	int n;
+
+	n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+	    "%s\r\n%s", strlen(l->body), l->keep ? "" : "Connection: close\r\n",
+	    l->body);
+	bufferevent_write(l->bev, head, (size_t)n);
+	http_conn_give_back(l->conn, l->bev, l->keep, strlen(l->body));
+	free(l);
+}
+
+static void
+h_lend(struct http_request *req, void *arg)
+{
+	struct timeval tv = { 0, 20 * 1000 };
+	struct lent *l = calloc(1, sizeof(*l));
+	bool ka = http_req_keepalive(req);
+	struct event_base *base = http_req_base(req);
+
+	assert_non_null(l);
+	snprintf(l->body, sizeof(l->body), "lent:%s:%d", http_req_query(req),
+	    (int)ka);
+	l->keep = ka && strcmp(http_req_query(req), "close") != 0;
+	l->bev = http_req_lend_conn(req, 200, &l->conn);
+	if (l->bev == NULL) {
+		free(l);
+		return;
+	}
+	if (event_base_once(base, -1, EV_TIMEOUT, lend_done, l, &tv) != 0) {
+		http_conn_give_back(l->conn, l->bev, false, 0);
+		free(l);
+	}
 }
 
 static void
@@ -545,6 +593,7 @@ setup(void **state)
 	ROUTE("GET", "/json", h_json, NULL);
 	ROUTE("GET", "/async", h_async, NULL);
 	ROUTE("GET", "/upgrade", h_upgrade, NULL);
+	ROUTE("GET", "/lend", h_lend, NULL);
 	ROUTE("GET", "/hdr", h_hdr, NULL);
 	ROUTE("GET", "/big", h_big, NULL);
 #undef ROUTE
@@ -1121,6 +1170,62 @@ test_take_conn(void **state)
 }
 
 static void
+test_lend_conn(void **state)
+{
+	struct cl *c = cl_open(T.port[L_PLAIN]);
+	struct resp r;
+
+	/* Lent and given back: the pipelined next request is answered on the
+	 * same connection, in order. */
+	cl_sends(c, "GET /lend?a HTTP/1.1\r\nHost: t\r\n\r\n"
+	    "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_int_equal(cl_resp(c, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "lent:a:1");
+	assert_int_equal(cl_resp(c, &r), 0);
+	assert_string_equal(r.body, "hello");
+	pthread_mutex_lock(&T.mu);
+	assert_string_equal(T.last_route, "/hello");
+	pthread_mutex_unlock(&T.mu);
+	get_ok(c, "/lend?b", "lent:b:1");
+	pthread_mutex_lock(&T.mu);
+	assert_string_equal(T.last_route, "/lend");
+	assert_int_equal(T.last_status, 200);
+	pthread_mutex_unlock(&T.mu);
+	/* Given back without keep: answer, then a clean close. */
+	cl_sends(c, "GET /lend?close HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_int_equal(cl_resp(c, &r), 0);
+	assert_string_equal(r.body, "lent:close:1");
+	cl_expect_eof(c);
+	cl_close(c);
+
+	/* A client that asked for close: http_req_keepalive says so. */
+	c = cl_open(T.port[L_PLAIN]);
+	cl_sends(c, "GET /lend?x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+	assert_int_equal(cl_resp(c, &r), 0);
+	assert_string_equal(r.body, "lent:x:0");
+	cl_expect_eof(c);
+	cl_close(c);
+
+	/* HTTP/1.0 with keep-alive. */
+	c = cl_open(T.port[L_PLAIN]);
+	cl_sends(c, "GET /lend?y HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+	assert_int_equal(cl_resp(c, &r), 0);
+	assert_string_equal(r.body, "lent:y:1");
+	get_ok(c, "/hello", "hello");
+	cl_close(c);
+
+	/* The client leaves while the answer is lent: giving back frees. */
+	c = cl_open(T.port[L_PLAIN]);
+	cl_sends(c, "GET /lend?gone HTTP/1.1\r\nHost: t\r\n\r\n");
+	cl_close(c);
+	usleep(100 * 1000);
+	c = cl_open(T.port[L_PLAIN]);
+	get_ok(c, "/hello", "hello");
+	cl_close(c);
+}
+
+static void
 test_async(void **state)
 {
 	struct cl *c = cl_open(T.port[L_PLAIN]);
@@ -1436,6 +1541,7 @@ main(void)
 		cmocka_unit_test(test_proxy_v2),
 		cmocka_unit_test(test_proxy_refused),
 		cmocka_unit_test(test_take_conn),
+		cmocka_unit_test(test_lend_conn),
 		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_access_log),
 		cmocka_unit_test(test_max_conns),

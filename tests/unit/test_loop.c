@@ -2,7 +2,8 @@
  * test_loop.c - unit tests for loop.c: loop threads, stop from another
  * thread, signals (SIGTERM, SIGHUP raised at ourselves), draining bounded by
  * the grace period, and the worker pool (off-loop work, on-loop completion,
- * queue full, drop on free).
+ * queue full, drop on free); bases with the epoll changelist when a
+ * descriptor is closed and its number reused between two waits.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -491,6 +493,65 @@ test_workpool_with_group(void **state)
 	loop_group_free(gj.g);
 }
 
+static void
+count_read(evutil_socket_t fd, short what, void *arg)
+{
+	char b[16];
+
+	(void)what;
+	(void)read(fd, b, sizeof(b));
+	(*(int *)arg)++;
+}
+
+/* With LOOP_EPOLL_CHANGELIST, interest changes are applied at the next
+ * wait: an event deleted, its descriptor closed and the number reused by a
+ * new socket, whose event is added, deleted and added again, all between
+ * two waits, must still fire for the new socket. */
+static void
+test_changelist_fd_reuse(void **state)
+{
+	struct loop_group *g = NULL;
+	struct event_base *b;
+	struct event *e1, *e2;
+	int sp1[2], sp2[2], n1 = 0, n2 = 0;
+
+	(void)state;
+	assert_int_equal(loop_group_new_flags(&g, 1, LOOP_EPOLL_CHANGELIST), 0);
+	b = loop_group_base(g, 0);
+	assert_non_null(b);
+	assert_string_equal(event_base_get_method(b), "epoll (with changelist)");
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp1), 0);
+	e1 = event_new(b, sp1[0], EV_READ | EV_PERSIST, count_read, &n1);
+	assert_non_null(e1);
+	assert_int_equal(event_add(e1, NULL), 0);
+	assert_int_equal(write(sp1[1], "a", 1), 1);
+	for (int i = 0; i < 5 && n1 == 0; i++)
+		(void)event_base_loop(b, EVLOOP_NONBLOCK);
+	assert_int_equal(n1, 1);
+
+	event_free(e1);
+	close(sp1[0]);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp2), 0);
+	assert_int_equal(sp2[0], sp1[0]);	/* the number is reused */
+	e2 = event_new(b, sp2[0], EV_READ | EV_PERSIST, count_read, &n2);
+	assert_non_null(e2);
+	assert_int_equal(event_add(e2, NULL), 0);
+	assert_int_equal(event_del(e2), 0);
+	assert_int_equal(event_add(e2, NULL), 0);
+	assert_int_equal(write(sp2[1], "b", 1), 1);
+	for (int i = 0; i < 50 && n2 == 0; i++) {
+		(void)event_base_loop(b, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	assert_int_equal(n2, 1);
+	assert_int_equal(n1, 1);
+	event_free(e2);
+	close(sp1[1]);
+	close(sp2[0]);
+	close(sp2[1]);
+	loop_group_free(g);
+}
+
 int
 main(void)
 {
@@ -502,6 +563,7 @@ main(void)
 		cmocka_unit_test(test_drain_waits_for_work),
 		cmocka_unit_test(test_grace_bounds_drain),
 		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_changelist_fd_reuse),
 		cmocka_unit_test(test_workpool_threads),
 		cmocka_unit_test(test_workpool_queue_full),
 		cmocka_unit_test(test_workpool_free_drops_queued),

@@ -50,11 +50,19 @@ struct origin {
 	int lfd;
 	int port;
 	bool echo;			/* echo server (CONNECT), else HTTP */
+	bool script;			/* scripted answers by path, keep-alive */
+	int requests;			/* script: requests answered */
 	pthread_t th;
 	pthread_mutex_t mu;
 	char last[8192];		/* last request head / bytes received */
 	size_t last_len;
 	int conns;
+	int live;			/* script: connection threads running */
+};
+
+struct script_arg {
+	struct origin *o;
+	int fd, id;
 };
 
 static int
@@ -72,6 +80,96 @@ listen_on(const char *ip, int *port)
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
 	*port = ntohs(sa.sin_port);
 	return fd;
+}
+
+/* Scripted answers (by the request path), for the framing tests. close:
+ * the origin closes after it. */
+static const struct {
+	const char *path, *resp;
+	bool close;
+} script[] = {
+	{ "/keep", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkeep", false },
+	{ "/eof", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close",
+	  true },
+	{ "/smuggle", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+	  "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged", false },
+	{ "/chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	  "5;x=y\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"
+	  "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged", false },
+	{ "/truncated", "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", true },
+	{ "/bad", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+	  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false },
+	{ "/head", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", false },
+};
+
+/* One connection of the scripted origin: request heads (no bodies) in,
+ * scripted answers out, until the client or the script closes. */
+static void
+script_conn(struct origin *o, int fd, int id)
+{
+	char buf[8192];
+	size_t n = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char *e, path[256];
+		ssize_t k;
+		size_t hl;
+		bool close_after = true;
+		const char *resp = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+
+		buf[n] = '\0';
+		if ((e = strstr(buf, "\r\n\r\n")) == NULL) {
+			if (poll(&p, 1, 3000) <= 0 || n >= sizeof(buf) - 1)
+				return;
+			if ((k = read(fd, buf + n, sizeof(buf) - 1 - n)) <= 0)
+				return;
+			n += (size_t)k;
+			continue;
+		}
+		hl = (size_t)(e + 4 - buf);
+		if (sscanf(buf, "%*s %255s", path) != 1)
+			return;
+		for (size_t i = 0; i < sizeof(script) / sizeof(script[0]); i++)
+			if (strcmp(path, script[i].path) == 0) {
+				resp = script[i].resp;
+				close_after = script[i].close;
+			}
+		pthread_mutex_lock(&o->mu);
+		o->requests++;
+		memcpy(o->last, buf, hl);
+		o->last[hl] = '\0';
+		o->last_len = hl;
+		pthread_mutex_unlock(&o->mu);
+		{
+			/* Each answer names its connection: X-Conn. */
+			const char *eol = strstr(resp, "\r\n") + 2;
+			char tag[32];
+			int tl = snprintf(tag, sizeof(tag), "X-Conn: %d\r\n", id);
+
+			(void)!write(fd, resp, (size_t)(eol - resp));
+			(void)!write(fd, tag, (size_t)tl);
+			(void)!write(fd, eol, strlen(eol));
+		}
+		if (close_after)
+			return;
+		memmove(buf, buf + hl, n - hl);
+		n -= hl;
+	}
+}
+
+static void *
+script_thread(void *arg)
+{
+	struct script_arg *a = arg;
+
+	script_conn(a->o, a->fd, a->id);
+	close(a->fd);
+	pthread_mutex_lock(&a->o->mu);
+	a->o->live--;
+	pthread_mutex_unlock(&a->o->mu);
+	free(a);
+	return NULL;
 }
 
 static void *
@@ -92,6 +190,22 @@ origin_main(void *arg)
 		pthread_mutex_lock(&o->mu);
 		o->conns++;
 		pthread_mutex_unlock(&o->mu);
+		if (o->script) {
+			/* A thread per connection: the proxy keeps some idle. */
+			struct script_arg *a = calloc(1, sizeof(*a));
+			pthread_t th;
+
+			assert_non_null(a);
+			a->o = o;
+			a->fd = fd;
+			pthread_mutex_lock(&o->mu);
+			a->id = o->conns;
+			o->live++;
+			pthread_mutex_unlock(&o->mu);
+			assert_int_equal(pthread_create(&th, NULL, script_thread, a), 0);
+			pthread_detach(th);
+			continue;
+		}
 		for (;;) {
 			struct pollfd p = { .fd = fd, .events = POLLIN };
 			ssize_t k;
@@ -132,6 +246,7 @@ origin_start(struct origin *o, bool echo)
 {
 	memset(o, 0, sizeof(*o));
 	o->echo = echo;
+	o->script = false;
 	pthread_mutex_init(&o->mu, NULL);
 	o->lfd = listen_on("127.0.0.2", &o->port);
 	assert_int_equal(pthread_create(&o->th, NULL, origin_main, o), 0);
@@ -143,6 +258,16 @@ origin_stop(struct origin *o)
 	shutdown(o->lfd, SHUT_RDWR);
 	close(o->lfd);
 	pthread_join(o->th, NULL);
+	for (int i = 0; i < 500; i++) {
+		int live;
+
+		pthread_mutex_lock(&o->mu);
+		live = o->live;
+		pthread_mutex_unlock(&o->mu);
+		if (live == 0)
+			break;
+		usleep(10000);
+	}
 	pthread_mutex_destroy(&o->mu);
 }
 
@@ -169,7 +294,7 @@ static struct {
 	struct audit_writer *audit;
 	pthread_t th;
 	int port;
-	struct origin web, echo;
+	struct origin web, echo, scr;
 	int closed_port;
 } T;
 
@@ -182,14 +307,14 @@ loop_main(void *arg)
 }
 
 static json_t *
-make_policy(const char *name, int p1, int p2, int p3)
+make_policy(const char *name, int p1, int p2, int p3, int p4)
 {
 	json_t *doc, *out = NULL;
 	char path[128], err[256];
 
-	doc = json_pack("{s:s,s:s,s:[{s:s,s:[i,i,i]}],s:[{s:s}]}", "name", name,
+	doc = json_pack("{s:s,s:s,s:[{s:s,s:[i,i,i,i]}],s:[{s:s}]}", "name", name,
 	    "mode", "enforce", "allow", "cidr", "127.0.0.2/32", "ports", p1, p2,
-	    p3, "deny", "host", "evil.example");
+	    p3, p4, "deny", "host", "evil.example");
 	assert_non_null(doc);
 	assert_int_equal(policy_normalize(doc, &out, path, sizeof(path), err,
 	    sizeof(err)), 0);
@@ -221,6 +346,11 @@ setup(void **state)
 	fclose(f);
 	origin_start(&T.web, false);
 	origin_start(&T.echo, true);
+	memset(&T.scr, 0, sizeof(T.scr));
+	T.scr.script = true;
+	pthread_mutex_init(&T.scr.mu, NULL);
+	T.scr.lfd = listen_on("127.0.0.2", &T.scr.port);
+	assert_int_equal(pthread_create(&T.scr.th, NULL, origin_main, &T.scr), 0);
 	cfd = listen_on("127.0.0.2", &T.closed_port);
 	close(cfd);		/* a port where nothing listens */
 
@@ -238,7 +368,8 @@ setup(void **state)
 	po.hosts_file = T.hosts;
 	po.audit = T.audit;
 	assert_int_equal(proxy_new(&T.proxy, &po), 0);
-	pol = make_policy("test", T.web.port, T.echo.port, T.closed_port);
+	pol = make_policy("test", T.web.port, T.echo.port, T.closed_port,
+	    T.scr.port);
 	proxy_set_policy(T.proxy, pol);
 	json_decref(pol);
 	assert_int_equal(http_server_new(&T.srv, NULL), 0);
@@ -268,6 +399,7 @@ teardown(void **state)
 	audit_writer_close(T.audit);
 	origin_stop(&T.web);
 	origin_stop(&T.echo);
+	origin_stop(&T.scr);
 	unlink(T.hosts);
 	unlink(T.audit_path);
 	snprintf(path, sizeof(path), "%s.checkpoint", T.audit_path);
@@ -390,7 +522,7 @@ test_allowed_get_strips_hop_by_hop(void **state)
 	assert_int_equal(roundtrip(req, resp, sizeof(resp)), 200);
 	assert_string_equal(body_of(resp), "hello");
 	assert_non_null(strstr(resp, "X-Origin: yes"));
-	assert_non_null(strstr(resp, "Connection: close"));
+	assert_null(strstr(resp, "Connection:"));	/* kept: HTTP/1.1 */
 	assert_null(strstr(resp, "Keep-Alive"));
 	assert_null(strstr(resp, "X-Hop"));
 	assert_null(strstr(resp, "Proxy-Authenticate"));
@@ -399,7 +531,7 @@ test_allowed_get_strips_hop_by_hop(void **state)
 	snprintf(req, sizeof(req), "Host: 127.0.0.2:%d\r\n", T.web.port);
 	assert_non_null(strstr(seen, req));
 	assert_non_null(strstr(seen, "X-Keep: kept\r\n"));
-	assert_non_null(strstr(seen, "Connection: close\r\n"));
+	assert_null(strcasestr(seen, "\r\nConnection:"));
 	assert_null(strcasestr(seen, "proxy-authorization"));
 	assert_null(strcasestr(seen, "proxy-connection"));
 	assert_null(strcasestr(seen, "x-secret"));
@@ -447,7 +579,10 @@ test_denials_keep_connection_and_decide_each(void **state)
 	send_str(fd, req);
 	(void)read_resp(fd, resp, sizeof(resp));
 	assert_int_equal(status_of(resp), 200);
-	assert_true(closed_soon(fd));	/* forwarded answers end the connection */
+	/* Kept after a forwarded answer; the next denial is decided anew. */
+	send_str(fd, "GET http://evil.example/x HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(status_of(resp), 403);
 	close(fd);
 
 	/* Denied by name before any lookup, CONNECT, never 407. */
@@ -677,12 +812,13 @@ test_policy_swap(void **state)
 	snprintf(req, sizeof(req), "GET http://127.0.0.2:%d/ HTTP/1.1\r\n"
 	    "Host: 127.0.0.2:%d\r\n\r\n", T.web.port, T.web.port);
 	assert_int_equal(roundtrip(req, resp, sizeof(resp)), 200);
-	pol = make_policy("locked", 1, 2, 3);
+	pol = make_policy("locked", 1, 2, 3, 4);
 	proxy_set_policy(T.proxy, pol);
 	json_decref(pol);
 	assert_int_equal(roundtrip(req, resp, sizeof(resp)), 403);
 	assert_non_null(strstr(body_of(resp), "policy \"locked\""));
-	pol = make_policy("test", T.web.port, T.echo.port, T.closed_port);
+	pol = make_policy("test", T.web.port, T.echo.port, T.closed_port,
+	    T.scr.port);
 	proxy_set_policy(T.proxy, pol);
 	json_decref(pol);
 	assert_int_equal(roundtrip(req, resp, sizeof(resp)), 200);
@@ -705,6 +841,227 @@ test_connection_cap(void **state)
 	for (int i = 0; i < 100 && proxy_active(T.proxy) > 0; i++)
 		usleep(10000);
 	assert_int_equal(proxy_active(T.proxy), 0);
+}
+
+static int
+origin_count(struct origin *o, bool conns)
+{
+	int n;
+
+	pthread_mutex_lock(&o->mu);
+	n = conns ? o->conns : o->requests;
+	pthread_mutex_unlock(&o->mu);
+	return n;
+}
+
+/* A scripted GET (or HEAD) on fd through the proxy. */
+static void
+script_get(int fd, const char *method, const char *path)
+{
+	char req[512];
+
+	snprintf(req, sizeof(req), "%s http://127.0.0.2:%d%s HTTP/1.1\r\n"
+	    "Host: 127.0.0.2:%d\r\n\r\n", method, T.scr.port, path, T.scr.port);
+	send_str(fd, req);
+}
+
+/* Reads until the bytes end with suffix (or EOF / timeout). */
+static size_t
+read_until(int fd, char *out, size_t outlen, const char *suffix)
+{
+	size_t n = 0, sl = strlen(suffix);
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t k;
+
+		out[n] = '\0';
+		if (n >= sl && memcmp(out + n - sl, suffix, sl) == 0)
+			return n;
+		if (poll(&p, 1, 3000) <= 0)
+			return n;
+		if ((k = read(fd, out + n, outlen - 1 - n)) <= 0)
+			return n;
+		n += (size_t)k;
+	}
+}
+
+static void
+test_keepalive_decides_each_request(void **state)
+{
+	char resp[4096], req[1024];
+	int fd, conns0 = origin_count(&T.scr, true);
+	int reqs0 = origin_count(&T.scr, false);
+
+	(void)state;
+	fd = client();
+	script_get(fd, "GET", "/keep");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(status_of(resp), 200);
+	assert_string_equal(body_of(resp), "keep");
+	/* Same client connection, a denied host: 403, decided on its own. */
+	send_str(fd, "GET http://evil.example/x HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(status_of(resp), 403);
+	assert_non_null(strstr(body_of(resp), "evil.example"));
+	script_get(fd, "GET", "/keep");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(status_of(resp), 200);
+	/* Pipelined allowed, denied (a port not allowed), allowed: each
+	 * answered in order, the denied one never forwarded. */
+	snprintf(req, sizeof(req), "GET http://127.0.0.2:%d/keep HTTP/1.1\r\n"
+	    "Host: 127.0.0.2:%d\r\n\r\nGET http://127.0.0.2:9/keep HTTP/1.1\r\n"
+	    "Host: 127.0.0.2:9\r\n\r\nGET http://127.0.0.2:%d/keep HTTP/1.1\r\n"
+	    "Host: 127.0.0.2:%d\r\n\r\n", T.scr.port, T.scr.port, T.scr.port,
+	    T.scr.port);
+	send_str(fd, req);
+	{
+		char all[8192], *p = all;
+		size_t n = 0;
+		int st[3];
+
+		/* Three answers, Content-Length framed, maybe in one read. */
+		for (int i = 0; i < 3; i++) {
+			char *e, *cl;
+			size_t want;
+
+			for (;;) {
+				all[n] = '\0';
+				if ((e = strstr(p, "\r\n\r\n")) != NULL &&
+				    (cl = strcasestr(p, "\r\nContent-Length: ")) != NULL &&
+				    cl < e && (size_t)(e + 4 - all) +
+				    (want = strtoul(cl + 18, NULL, 10)) <= n)
+					break;
+				n += read_n(fd, (uint8_t *)all + n, 1);
+				assert_true(n < sizeof(all) - 1);
+			}
+			st[i] = status_of(p);
+			p = e + 4 + want;
+		}
+		assert_int_equal(st[0], 200);
+		assert_int_equal(st[1], 403);
+		assert_int_equal(st[2], 200);
+	}
+	close(fd);
+	assert_int_equal(origin_count(&T.scr, false) - reqs0, 4);
+	/* One upstream connection carried all four (the pool). */
+	assert_int_equal(origin_count(&T.scr, true) - conns0, 1);
+
+	/* A POST takes a fresh upstream connection. */
+	fd = client();
+	snprintf(req, sizeof(req), "POST http://127.0.0.2:%d/keep HTTP/1.1\r\n"
+	    "Host: 127.0.0.2:%d\r\nContent-Length: 0\r\n\r\n", T.scr.port,
+	    T.scr.port);
+	send_str(fd, req);
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(status_of(resp), 200);
+	close(fd);
+	assert_int_equal(origin_count(&T.scr, true) - conns0, 2);
+}
+
+/* The scripted origin's connection number in an answer (X-Conn), or 0. */
+static int
+conn_of(const char *resp)
+{
+	const char *x = strstr(resp, "\r\nX-Conn: ");
+
+	return x != NULL ? (int)strtol(x + 10, NULL, 10) : 0;
+}
+
+static void
+test_response_framing(void **state)
+{
+	char resp[4096];
+	size_t n;
+	int fd, conn0;
+
+	(void)state;
+	fd = client();
+	/* A second response smuggled after the first one's body: the client
+	 * gets the first only, and its next request a true answer on a new
+	 * upstream connection. */
+	script_get(fd, "GET", "/smuggle");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(status_of(resp), 200);
+	assert_string_equal(body_of(resp), "hello");
+	conn0 = conn_of(resp);
+	script_get(fd, "GET", "/keep");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(status_of(resp), 200);
+	assert_string_equal(body_of(resp), "keep");
+	assert_true(conn_of(resp) > 0 && conn_of(resp) != conn0);
+	/* ...which is reused in turn. */
+	conn0 = conn_of(resp);
+	script_get(fd, "GET", "/keep");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(conn_of(resp), conn0);
+	/* The same after a chunked body: encoded again, the rest dropped. */
+	script_get(fd, "GET", "/chunked");
+	n = read_until(fd, resp, sizeof(resp), "0\r\n\r\n");
+	assert_true(n > 0);
+	assert_int_equal(status_of(resp), 200);
+	assert_non_null(strstr(resp, "Transfer-Encoding: chunked\r\n"));
+	assert_string_equal(body_of(resp), "5\r\nhello\r\n0\r\n\r\n");
+	conn0 = conn_of(resp);
+	script_get(fd, "GET", "/keep");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_string_equal(body_of(resp), "keep");
+	assert_true(conn_of(resp) > 0 && conn_of(resp) != conn0);
+	/* HEAD: the head only, whatever its Content-Length says. */
+	script_get(fd, "HEAD", "/head");
+	n = read_until(fd, resp, sizeof(resp), "\r\n\r\n");
+	assert_int_equal(status_of(resp), 200);
+	assert_non_null(strstr(resp, "Content-Length: 100\r\n"));
+	script_get(fd, "GET", "/keep");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_string_equal(body_of(resp), "keep");
+	/* No framing: delimited by the close, and the client connection
+	 * closes after it. */
+	script_get(fd, "GET", "/eof");
+	n = read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(status_of(resp), 200);
+	assert_non_null(strstr(resp, "Connection: close\r\n"));
+	assert_string_equal(body_of(resp), "until close");
+	assert_true(closed_soon(fd));
+	close(fd);
+
+	/* A truncated body: the client connection closes short of it. */
+	fd = client();
+	script_get(fd, "GET", "/truncated");
+	n = read_until(fd, resp, sizeof(resp), "never");
+	assert_int_equal(status_of(resp), 200);
+	assert_string_equal(body_of(resp), "short");
+	close(fd);
+	/* Content-Length and Transfer-Encoding together: 502 before a byte of
+	 * it reaches the client. */
+	fd = client();
+	script_get(fd, "GET", "/bad");
+	(void)read_resp(fd, resp, sizeof(resp));
+	assert_int_equal(status_of(resp), 502);
+	assert_non_null(strstr(body_of(resp), "invalid response"));
+	close(fd);
+}
+
+/* The web origin closes after each answer although it says keep-alive:
+ * a pooled connection found closed is never an error for the client. */
+static void
+test_stale_pooled_connections(void **state)
+{
+	char req[512], resp[4096];
+	int fd = client();
+
+	(void)state;
+	snprintf(req, sizeof(req), "GET http://127.0.0.2:%d/s HTTP/1.1\r\n"
+	    "Host: 127.0.0.2:%d\r\n\r\n", T.web.port, T.web.port);
+	for (int i = 0; i < 20; i++) {
+		send_str(fd, req);
+		(void)read_resp(fd, resp, sizeof(resp));
+		assert_int_equal(status_of(resp), 200);
+		assert_string_equal(body_of(resp), "hello");
+		if (i % 2 == 0)
+			usleep(2000);
+	}
+	close(fd);
 }
 
 static void
@@ -774,6 +1131,9 @@ main(void)
 		cmocka_unit_test(test_connect_refused_502),
 		cmocka_unit_test(test_policy_swap),
 		cmocka_unit_test(test_connection_cap),
+		cmocka_unit_test(test_keepalive_decides_each_request),
+		cmocka_unit_test(test_response_framing),
+		cmocka_unit_test(test_stale_pooled_connections),
 		cmocka_unit_test(test_audit_events),
 	};
 
