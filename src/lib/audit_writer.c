@@ -43,6 +43,12 @@
 #define CHUNK_BYTES		(1024 * 1024)
 #define SPACE_CHECK_MS		1000u
 #define RETRY_MS		1000u
+/* --audit-fsync batch: after an fsync the writer gathers what arrives for
+ * this long before the next write and fsync (group commit), unless someone
+ * waits for it (flush, a checkpoint, a queue half full, shutdown). Under a
+ * busy proxy this turns thousands of small write+fsync rounds a second into
+ * a few hundred; at rest an event is written at once. */
+#define GROUP_MS		5u
 
 struct qitem {
 	json_t *ev;		/* owned */
@@ -87,6 +93,8 @@ struct audit_writer {
 	int ckpt_err, write_err;
 	bool failing;			/* the last write failed */
 	bool closing, stop;
+	bool holding;			/* writer gathering (GROUP_MS) */
+	unsigned flush_waiters;		/* audit_writer_flush callers */
 
 	atomic_bool healthy;
 	atomic_uint_fast64_t written, dropped;
@@ -533,7 +541,7 @@ writer_main(void *arg)
 	uint64_t now = mono_ms();
 	uint64_t next_ckpt = now + w->interval_ms, next_space = now +
 	    SPACE_CHECK_MS, retry_at = 0;
-	uint64_t want, ckpt_done = 0;
+	uint64_t want, ckpt_done = 0, last_sync = 0;
 	bool stop, empty;
 	int r;
 
@@ -544,9 +552,21 @@ writer_main(void *arg)
 			struct timespec ts;
 
 			now = mono_ms();
+			w->holding = false;
 			if (w->nlocal == 0 && w->ring_count > 0) {
-				drain(w);
-				break;
+				if (w->fsync_policy != AUDIT_FSYNC_BATCH ||
+				    now >= last_sync + GROUP_MS || w->stop ||
+				    w->flush_waiters > 0 ||
+				    w->ckpt_req > ckpt_done ||
+				    w->ring_count >= w->max_queue / 2) {
+					drain(w);
+					break;
+				}
+				/* Group commit: let more events join. */
+				w->holding = true;
+				timespec_at(&ts, last_sync + GROUP_MS);
+				pthread_cond_timedwait(&w->wake, &w->mu, &ts);
+				continue;
 			}
 			if (w->nlocal > 0 && (now >= retry_at || w->stop))
 				break;
@@ -568,6 +588,7 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 
 		if (w->nlocal > 0) {
+			last_sync = mono_ms();
 			r = write_local(w);
 			set_write_result(w, r);
 			if (r != 0) {
@@ -971,7 +992,8 @@ audit__enqueue(struct audit_writer *w, json_t *ev, bool remote, bool wait)
 		w->ring_count++;
 		w->enq_total++;
 		ev = NULL;
-		pthread_cond_signal(&w->wake);
+		if (!w->holding || w->ring_count >= w->max_queue / 2)
+			pthread_cond_signal(&w->wake);
 		r = 0;
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -1044,8 +1066,11 @@ audit_writer_flush(struct audit_writer *w)
 		return MOAT_ERR_INVAL;
 	pthread_mutex_lock(&w->mu);
 	target = w->enq_total;
+	w->flush_waiters++;
+	pthread_cond_signal(&w->wake);	/* no group-commit wait for us */
 	while (w->done_total < target && !w->failing)
 		pthread_cond_wait(&w->done, &w->mu);
+	w->flush_waiters--;
 	r = w->done_total >= target ? 0 : w->write_err;
 	pthread_mutex_unlock(&w->mu);
 	return r;
