@@ -40,6 +40,8 @@
  * which costs a system call per 4 KiB on bulk tunnels; the relay reads
  * plain sockets itself. */
 #define RELAY_READ_MAX (128 * 1024)
+/* Pipefuls one readable event may move on a spliced direction. */
+#define RELAY_SPLICE_ROUNDS 8
 
 enum { DIR_UP = 0, DIR_DOWN = 1 };
 
@@ -434,8 +436,24 @@ on_fd_read(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	dir = s == &r->c ? DIR_UP : DIR_DOWN;
 	if (r->sp[dir].on || (splice_can(r, dir) && splice_begin(r, dir) == 0)) {
-		int e = splice_in(r, dir);
+		int e = 0;
 
+		/* Move what is there now, through the pipe, before going back
+		 * to the loop: one readable event can carry several pipefuls
+		 * (bounded, so one bulk tunnel cannot starve the others). */
+		for (int round = 0; round < RELAY_SPLICE_ROUNDS; round++) {
+			uint64_t before = r->bytes[dir];
+
+			if ((e = splice_in(r, dir)) != 0 ||
+			    r->bytes[dir] == before)
+				break;
+			if (splice_flush(r, dir) != 0) {
+				e = MOAT_ERR_IO;
+				break;
+			}
+			if (r->sp[dir].len > 0)
+				break;	/* the destination is full */
+		}
 		if (e < 0) {
 			finish(r, e);
 			return;
