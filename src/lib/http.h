@@ -226,8 +226,10 @@ struct http_conn;
  * http_conn_give_back() exactly once, on the connection's thread. The
  * caller writes the whole answer (head included) itself and must not use
  * the request after this call. status: the answer's code for the access
- * log and the observer. NULL, with *conn NULL and the request freed, when
- * the client already went away. */
+ * log and the observer. NULL, with *conn NULL: when the client already
+ * went away (the request is freed), or when the connection is not waiting
+ * for this request's answer (a caller's bug; the request stays the
+ * connection's, freed with it). */
 struct bufferevent *http_req_lend_conn(struct http_request *req, int status,
     struct http_conn **conn);
 
