@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <sodium.h>
@@ -39,6 +40,8 @@
 #define DOCKER_PULL_TIMEOUT_S		1800L	/* a whole image pull */
 #define DOCKER_PULL_STALL_S		300L	/* no byte for this long */
 #define DOCKER_STOP_GRACE_S		30L	/* beyond the stop timeout */
+#define DOCKER_BUSY_TRIES		20	/* remove: "resource busy" answers */
+#define DOCKER_BUSY_WAIT_MS		100	/* ... and the wait after each */
 
 static const char *const docker_default_sockets[] = {
 	"/run/podman/podman.sock",
@@ -565,7 +568,18 @@ docker_remove(struct driver *drv, const char *workspace_id, char *err,
 		goto out;
 	snprintf(path, sizeof(path), "/containers/%s?force=1&v=1", name);
 	rq.path = path;
-	r = docker_call(d, &rq, &status, &resp, err, errlen);
+	/* Right after a stop Podman may still hold the container's shm mount
+	 * and answer 500 "device or resource busy": try again briefly (this
+	 * runs on the reconciler's thread, never on an event loop). */
+	for (int attempt = 0;; attempt++) {
+		buf_reset(&resp);
+		r = docker_call(d, &rq, &status, &resp, err, errlen);
+		if (r != 0 || status != 500 || attempt >= DOCKER_BUSY_TRIES ||
+		    resp.len == 0 ||
+		    memmem(resp.data, resp.len, "resource busy", 13) == NULL)
+			break;
+		usleep(DOCKER_BUSY_WAIT_MS * 1000);
+	}
 	if (r != 0)
 		goto out;
 	if (status == 204 || status == 200 || status == 404)
