@@ -33,9 +33,9 @@
 #include <unistd.h>
 
 #include <event2/listener.h>
-#include <openssl/evp.h>
 
 #include "control.h"
+#include "digest.h"
 #include "json.h"
 #include "log.h"
 #include "policy.h"
@@ -586,23 +586,12 @@ control_check_state(const json_t *doc, char *err, size_t errlen)
 static void
 digest_of(const json_t *doc, char out[65])
 {
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[32];
-	unsigned int mdlen = 0;
 	size_t len = 0;
 	char *s = json_canonical(doc, &len);
 
 	out[0] = '\0';
-	if (s == NULL)
-		return;
-	if (EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL) == 1 &&
-	    mdlen == 32) {
-		for (size_t i = 0; i < 32; i++) {
-			out[2 * i] = hex[md[i] >> 4];
-			out[2 * i + 1] = hex[md[i] & 15];
-		}
-		out[64] = '\0';
-	}
+	if (s != NULL)
+		sha256_hex(s, len, out);
 	free(s);
 }
 

@@ -31,6 +31,7 @@
 
 #include "app.h"
 #include "audit.h"
+#include "digest.h"
 #include "identity/bootstrap.h"
 #include "identity/identity.h"
 #include "identity/identity_int.h"
@@ -538,6 +539,21 @@ test_session_expired(void **state)
 
 /* --- Tokens. --- */
 
+/* Token hashes are SHA-256 in lower-case hex (the FIPS 180-2 vectors). */
+static void
+test_sha256_hex(void **state)
+{
+	char hex[65];
+
+	(void)state;
+	sha256_hex("abc", 3, hex);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223"
+	    "b00361a396177a9cb410ff61f20015ad");
+	sha256_hex("", 0, hex);
+	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb924"
+	    "27ae41e4649b934ca495991b7852b855");
+}
+
 static void
 test_tokens(void **state)
 {
@@ -566,7 +582,7 @@ test_tokens(void **state)
 	/* Stored as the SHA-256 of the whole string, never in clear. */
 	assert_int_equal(store_get(E->st, COLL_TOKENS, json_string_value(
 	    json_object_get(doc, "id")), &t), 0);
-	identity__sha256_hex(tok, strlen(tok), hex);
+	sha256_hex(tok, strlen(tok), hex);
 	assert_string_equal(json_string_value(json_object_get(t, "hash")), hex);
 	{
 		char *dump = json_dumps(t, 0);
@@ -655,7 +671,7 @@ test_tokens(void **state)
 	assert_int_equal(identity_authenticate(E->id, tok2, NULL, &q), 0);
 	assert_int_equal(store_find_one(E->st, COLL_TOKENS, "name", "ci", &t),
 	    MOAT_ERR_INVAL);	/* not an index: a real lookup goes by hash */
-	identity__sha256_hex(tok2, strlen(tok2), hex);
+	sha256_hex(tok2, strlen(tok2), hex);
 	assert_int_equal(store_find_one(E->st, COLL_TOKENS, "hash", hex, &t), 0);
 	assert_true(json_integer_value(json_object_get(t, "expires_at")) >
 	    time(NULL) + 3500);
@@ -1195,6 +1211,7 @@ main(void)
 		cmocka_unit_test(test_name_rule),
 		cmocka_unit_test(test_password_rules),
 		cmocka_unit_test(test_hash_roundtrip),
+		cmocka_unit_test(test_sha256_hex),
 		cmocka_unit_test(test_bearer_kind),
 		cmocka_unit_test_setup(test_throttle, test_setup),
 		cmocka_unit_test_setup(test_throttle_bounded, test_setup),

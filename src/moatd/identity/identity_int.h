@@ -98,8 +98,6 @@ int64_t identity__mono_ms(void);		/* monotonic, milliseconds */
 
 /* n random bytes from OpenSSL's CSPRNG. */
 int identity__random(void *out, size_t n) MOAT_MUST_CHECK;
-/* Lower-case hex SHA-256 of s (65 bytes with the NUL). */
-void identity__sha256_hex(const char *s, size_t len, char out[65]);
 
 /* A random password of len characters (len + 1 bytes in out) from an
  * alphabet without look-alike characters. */

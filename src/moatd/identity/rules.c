@@ -107,15 +107,6 @@ identity__random(void *out, size_t n)
 	return RAND_bytes(out, (int)n) == 1 ? 0 : MOAT_ERR_CRYPTO;
 }
 
-void
-identity__sha256_hex(const char *s, size_t len, char out[65])
-{
-	unsigned char md[crypto_hash_sha256_BYTES];
-
-	crypto_hash_sha256(md, (const unsigned char *)s, len);
-	sodium_bin2hex(out, 65, md, sizeof(md));
-}
-
 int
 identity__copy(char *out, size_t outlen, const char *s)
 {

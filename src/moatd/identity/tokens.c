@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "identity/identity_int.h"
+#include "digest.h"
 #include "log.h"
 #include "store/store.h"
 
@@ -118,7 +119,7 @@ identity_token_create(struct identity *id, const struct principal *p,
 	}
 	memcpy(tok, IDENTITY_TOKEN_PREFIX, 5);
 	memcpy(tok + 5, b64, IDENTITY_TOKEN_LEN - 5 + 1);
-	identity__sha256_hex(tok, IDENTITY_TOKEN_LEN, hex);
+	sha256_hex(tok, IDENTITY_TOKEN_LEN, hex);
 
 	d = json_pack("{s:s, s:s, s:s, s:O, s:I, s:b, s:I}", "user_id",
 	    p->user_id, "name", name, "hash", hex, "scope", scope_json,

@@ -19,10 +19,10 @@
 #include <time.h>
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
 
 #include "app.h"
 #include "buf.h"
+#include "digest.h"
 #include "json.h"
 #include "log.h"
 #include "store/schema.h"
@@ -301,24 +301,6 @@ now_ms(void)
 }
 
 static void
-digest_hex(const char *s, size_t len, char out[65])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-
-	out[0] = '\0';
-	if (EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-	    mdlen != 32)
-		return;
-	for (size_t i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[64] = '\0';
-}
-
-static void
 link_fail(struct egress_link *l, const char *what, const char *err)
 {
 	if (!l->failing)
@@ -350,7 +332,7 @@ link_tick(struct egress_link *l)
 		link_fail(l, "encode", "out of memory");
 		goto out;
 	}
-	digest_hex(text, len, digest);
+	sha256_hex(text, len, digest);
 	must_push = strcmp(digest, l->pushed) != 0;
 	if (!must_push && now_ms() - l->last_check_ms >= l->resync_ms) {
 		/* Does the proxy still have our version (a restart loses it)? */
