@@ -397,14 +397,9 @@ teardown(struct orch *o, const json_t *doc, bool destroy, char *err,
 	if ((r = o->drv->ops->stop(o->drv, id, STOP_TIMEOUT_S, err,
 	    errlen)) != 0 && r != MOAT_ERR_NOTFOUND)
 		return r;
-	/* Podman may still be cleaning up the stopped container (its shm
-	 * mount): a remove right after a stop can fail once; retry briefly. */
-	for (int attempt = 0; attempt < 20; attempt++) {
-		if ((r = o->drv->ops->remove(o->drv, id, err, errlen)) == 0)
-			break;
-		usleep(100 * 1000);
-	}
-	if (r != 0)
+	/* (Podman's "resource busy" right after a stop is retried by the
+	 * driver.) */
+	if ((r = o->drv->ops->remove(o->drv, id, err, errlen)) != 0)
 		return r;
 	err[0] = '\0';
 	if (destroy)
@@ -489,15 +484,19 @@ out:
 	return r;
 }
 
+/* Tears the workspace down and records final_state (NULL: none, a restart
+ * goes on) with why, or the document's stop_reason when why is NULL. */
 static int
-step_stop(struct orch *o, json_t *doc, const char *final_state)
+step_stop(struct orch *o, json_t *doc, const char *final_state,
+    const char *why)
 {
 	char err[512] = "";
 	char reason[256];
 	int r;
 
-	snprintf(reason, sizeof(reason), "%s", json_get_str(doc,
-	    "stop_reason") ? json_get_str(doc, "stop_reason") : "");
+	if (why == NULL)
+		why = json_get_str(doc, "stop_reason");
+	snprintf(reason, sizeof(reason), "%s", why != NULL ? why : "");
 	if ((r = orch__set_state(o, doc, "stopping", "")) != 0)
 		return r;
 	if ((r = teardown(o, doc, false, err, sizeof(err))) != 0) {
@@ -704,7 +703,7 @@ reconcile_one(struct orch *o, json_t *doc, bool size_check)
 	} else if (str_is(desired, "running")) {
 		if (restart && (str_is(state, "running") ||
 		    str_is(state, "starting")) &&
-		    step_stop(o, doc, NULL) != 0)
+		    step_stop(o, doc, NULL, NULL) != 0)
 			goto out;
 		(void)step_start(o, doc);
 	} else if (str_is(desired, "stopped")) {
@@ -713,7 +712,7 @@ reconcile_one(struct orch *o, json_t *doc, bool size_check)
 			    json_get_str(doc, "reason")) != 0)
 				goto out;	/* the next pass tries again */
 		} else
-			(void)step_stop(o, doc, "stopped");
+			(void)step_stop(o, doc, "stopped", NULL);
 	}
 out:
 	release_lease(o, doc);
@@ -748,7 +747,6 @@ orch__stop_all_for_exit(struct orch *o)
 	static const char why[] = "moatd shut down (stop-workspaces-on-exit); "
 	    "it starts again with moatd";
 	json_t *docs = NULL, *d;
-	char err[512];
 	size_t i;
 
 	if (store_list(o->app->store, COLL_WORKSPACES, NULL, NULL, NULL, 0,
@@ -763,14 +761,7 @@ orch__stop_all_for_exit(struct orch *o)
 			continue;
 		if (!take_lease(o, d))
 			continue;
-		err[0] = '\0';
-		if (orch__set_state(o, d, "stopping", "") != 0 ||
-		    teardown(o, d, false, err, sizeof(err)) != 0) {
-			log_warn(C, "cannot stop a workspace on exit",
-			    LF_STR("workspace", ws_id(d)), LF_STR("error", err));
-		} else if (orch__set_state(o, d, "stopped", why) == 0) {
-			orch__audit(o, d, "stopped", "success", why);
-		}
+		(void)step_stop(o, d, "stopped", why);
 		release_lease(o, d);
 	}
 	json_decref(docs);
