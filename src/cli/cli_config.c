@@ -279,20 +279,30 @@ make_dirs(const char *dir, char *err, size_t errlen)
 }
 
 
+/* The directory of the config file at path, into dir, made (0700) when
+ * missing. */
+static int
+config_dir(const char *path, char *dir, size_t dirlen, char *err,
+    size_t errlen)
+{
+	size_t n = strlen(path);
+
+	if (n >= dirlen) {
+		snprintf(err, errlen, "config path too long");
+		return MOAT_ERR_TOOBIG;
+	}
+	memcpy(dir, path, n + 1);
+	return make_dirs(dirname(dir), err, errlen);
+}
+
 int
 cli_config_save(const struct cli_config *cfg, char *err, size_t errlen)
 {
 	char dir[4096], tmp[4200], *text = NULL;
-	int fd = -1, dfd = -1, r = MOAT_ERR_IO;
-	size_t n = strlen(cfg->path);
+	int fd = -1, dfd = -1, r;
 	bool created = false;
 
-	if (n >= sizeof(dir)) {
-		snprintf(err, errlen, "config path too long");
-		return MOAT_ERR_TOOBIG;
-	}
-	memcpy(dir, cfg->path, n + 1);
-	if ((r = make_dirs(dirname(dir), err, errlen)) != 0)
+	if ((r = config_dir(cfg->path, dir, sizeof(dir), err, errlen)) != 0)
 		return r;
 	r = MOAT_ERR_IO;
 	snprintf(tmp, sizeof(tmp), "%s/.config.json.XXXXXX", dir);
@@ -350,19 +360,15 @@ cli_config_load_for_update(const char *path, bool wait,
     struct cli_config **out, char *err, size_t errlen)
 {
 	char lock[4200], dir[4096];
-	const char *slash = strrchr(path, '/');
 	int fd, r;
 
 	*out = NULL;
-	if (slash == NULL || (size_t)(slash - path) >= sizeof(dir) ||
-	    snprintf(lock, sizeof(lock), "%s.lock", path) >= (int)sizeof(lock)) {
-		snprintf(err, errlen, "%s: path too long", path);
+	if ((r = config_dir(path, dir, sizeof(dir), err, errlen)) != 0)
+		return r;
+	if (snprintf(lock, sizeof(lock), "%s.lock", path) >= (int)sizeof(lock)) {
+		snprintf(err, errlen, "config path too long");
 		return MOAT_ERR_TOOBIG;
 	}
-	memcpy(dir, path, (size_t)(slash - path));
-	dir[slash - path] = '\0';
-	if (dir[0] != '\0' && (r = make_dirs(dir, err, errlen)) != 0)
-		return r;
 	fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
 	    0600);
 	if (fd < 0) {
