@@ -1508,8 +1508,7 @@ http_conn_give_back(struct http_conn *c, struct bufferevent *bev, bool keep,
 		http__conn_free(c);
 		return;
 	}
-	keep = keep && req->keepalive && !req->close_after &&
-	    !atomic_load(&c->srv->shutting_down);
+	keep = keep && http_req_keepalive(req);
 	c->bev = bev;
 	c->fd = bufferevent_getfd(bev);
 	c->in = bufferevent_get_input(bev);

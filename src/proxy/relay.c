@@ -48,7 +48,6 @@ enum { DIR_UP = 0, DIR_DOWN = 1 };
 /* One direction's splice state. */
 struct relay_pipe {
 	struct relay *r;
-	int dir;
 	int p[2];		/* [0] read end, [1] write end; -1: none */
 	size_t len;		/* bytes in the pipe */
 	size_t cap;		/* at most this many wait in it */
@@ -633,7 +632,6 @@ relay_start(struct event_base *base, struct bufferevent *client,
 	r->arg = arg;
 	for (int d = 0; d < 2; d++) {
 		r->sp[d].r = r;
-		r->sp[d].dir = d;
 		r->sp[d].p[0] = r->sp[d].p[1] = -1;
 	}
 	r->start_ns = r->last_ns = now_ns();

@@ -915,10 +915,11 @@ rs_workspaces(struct store *st, size_t *count)
 		    strcmp(state, "failed") == 0 || strcmp(state, "pending") == 0)
 			continue;
 		json_object_del(d, "lease");
-		if (json_object_set_new(d, "state", json_string(strcmp(state,
-		    "deleting") == 0 ? "deleting" : "stopped")) != 0 ||
-		    json_object_set_new(d, "reason", json_string("restored "
-		    "from a backup")) != 0) {
+		/* A delete in progress goes on; anything else was up. */
+		if (strcmp(state, "deleting") != 0 &&
+		    (json_object_set_new(d, "state", json_string("stopped")) != 0 ||
+		    json_object_set_new(d, "reason", json_string("restored from "
+		    "a backup")) != 0)) {
 			r = MOAT_ERR_NOMEM;
 			break;
 		}
