@@ -129,13 +129,7 @@ def env(tmp_path_factory, podman_socket, base_image, moat_bin):
     yield e
     for u in e.users:
         u.close()
-    r = call(m, "GET", "/api/v1/workspaces?owner=*", e.admin)
-    if r.status == 200:
-        for w in r.json()["workspaces"]:
-            e.action(e.admin, w["owner"], w["name"], "delete")
-        mh.wait_until(lambda: call(m, "GET", "/api/v1/workspaces?owner=*",
-                                   e.admin).json()["workspaces"] == [], 60,
-                      what="every workspace deleted")
+    e.delete_all()
     procs.stop_all()
     reports = procs.sanitizer_reports()
     assert not reports, reports[0][1]

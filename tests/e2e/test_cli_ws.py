@@ -67,13 +67,7 @@ def env(tmp_path_factory, podman_socket, base_image, moat_bin):
     e.admin_cli = Cli(moat_bin, tmp / "admin-home")
     e.admin_cli.login(m)
     yield e
-    r = call(m, "GET", "/api/v1/workspaces?owner=*", e.admin)
-    if r.status == 200:
-        for w in r.json()["workspaces"]:
-            e.action(e.admin, w["owner"], w["name"], "delete")
-        mh.wait_until(lambda: call(m, "GET", "/api/v1/workspaces?owner=*",
-                                   e.admin).json()["workspaces"] == [], 60,
-                      what="every workspace deleted")
+    e.delete_all()
     procs.stop_all()
     reports = procs.sanitizer_reports()
     assert not reports, reports[0][1]

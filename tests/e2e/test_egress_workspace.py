@@ -147,13 +147,7 @@ def eg(tmp_path_factory, podman_socket, base_image):
     env.template("small", disk_mb=64)
     env.template("narrowed", disk_mb=64, egress_policy="narrow")
     yield e
-    r = call(m, "GET", "/api/v1/workspaces?owner=*", env.admin)
-    if r.status == 200:
-        for w in r.json()["workspaces"]:
-            env.action(env.admin, w["owner"], w["name"], "delete")
-        mh.wait_until(lambda: call(m, "GET", "/api/v1/workspaces?owner=*",
-                                   env.admin).json()["workspaces"] == [], 60,
-                      what="every workspace deleted")
+    env.delete_all()
     procs.stop_all()
     reports = procs.sanitizer_reports()
     assert not reports, reports[0][1]

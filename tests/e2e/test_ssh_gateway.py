@@ -5,7 +5,6 @@ through the API, the gateway's host key pinned in a known_hosts file.
 One moatd and one Podman service serve the module; tests use their own
 users and workspaces so that they do not interfere.
 """
-import base64
 import hashlib
 import json
 import os
@@ -102,11 +101,14 @@ class SSHEnv(Env):
             timeout, what="audit event")
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, podman_socket, base_image):
+def gateway_module(tmp_path_factory, podman_socket, name, *extra_args):
+    """A test module's moatd with Podman workspaces and its SSH gateway on
+    a free port (extra_args added): yields an SSHEnv; afterwards every
+    workspace is deleted, moatd stopped and its sanitizer reports
+    checked."""
     if not Path("/dev/loop-control").exists():
         pytest.skip("no loop devices")
-    tmp = tmp_path_factory.mktemp("sshgw")
+    tmp = tmp_path_factory.mktemp(name)
     data = tmp / "data"
     mh.moatd_init(data)
     run_dir = tmp / "run"
@@ -117,25 +119,24 @@ def env(tmp_path_factory, podman_socket, base_image):
         "--run-dir", str(run_dir),
         "--reconcile-interval", "300ms",
         "--ssh-listen", f"127.0.0.1:{ssh_port}",
-        "--ssh-max-startups", "32",
-        "--ssh-login-grace-time", "4s",
-        "--max-workspaces-per-user", "4",
-        "--max-running-per-user", "4",
         "--audit-fsync", "none",
+        *extra_args,
     ]).start()
     m.wait_for_log("workspaces ready", timeout=30)
     e = SSHEnv(m, run_dir, podman_socket.socket, ssh_port, tmp)
     yield e
-    r = call(m, "GET", "/api/v1/workspaces?owner=*", e.admin)
-    if r.status == 200:
-        for w in r.json()["workspaces"]:
-            e.action(e.admin, w["owner"], w["name"], "delete")
-        mh.wait_until(lambda: call(m, "GET", "/api/v1/workspaces?owner=*",
-                                   e.admin).json()["workspaces"] == [], 60,
-                      what="every workspace deleted")
+    e.delete_all()
     procs.stop_all()
     reports = procs.sanitizer_reports()
     assert not reports, reports[0][1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, podman_socket, base_image):
+    yield from gateway_module(
+        tmp_path_factory, podman_socket, "sshgw",
+        "--ssh-max-startups", "32", "--ssh-login-grace-time", "4s",
+        "--max-workspaces-per-user", "4", "--max-running-per-user", "4")
 
 
 # ------------------------------------------------------------------ tests

@@ -11,12 +11,11 @@ after 3 s" and "well before 30 s" rather than exact times.
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 import moat_harness as mh
-from test_ssh_gateway import SSHEnv, start_http_in
+from test_ssh_gateway import gateway_module, start_http_in
 from test_workspaces import call, podman
 
 KEEPALIVE_S = 1
@@ -39,38 +38,11 @@ HOLD_SERVER = (
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, podman_socket, base_image):
-    if not Path("/dev/loop-control").exists():
-        pytest.skip("no loop devices")
-    tmp = tmp_path_factory.mktemp("sshidle")
-    data = tmp / "data"
-    mh.moatd_init(data)
-    run_dir = tmp / "run"
-    procs = mh.ProcGroup(tmp / "logs")
-    ssh_port = mh.free_port()
-    m = mh.Moatd(procs, data, extra_args=[
-        "--runtime-socket", podman_socket.socket,
-        "--run-dir", str(run_dir),
-        "--reconcile-interval", "300ms",
-        "--ssh-listen", f"127.0.0.1:{ssh_port}",
+    yield from gateway_module(
+        tmp_path_factory, podman_socket, "sshidle",
         "--ssh-keepalive-interval", f"{KEEPALIVE_S}s",
         "--ssh-idle-timeout", f"{IDLE_S}s",
-        "--max-workspaces-per-user", "4",
-        "--max-running-per-user", "4",
-        "--audit-fsync", "none",
-    ]).start()
-    m.wait_for_log("workspaces ready", timeout=30)
-    e = SSHEnv(m, run_dir, podman_socket.socket, ssh_port, tmp)
-    yield e
-    r = call(m, "GET", "/api/v1/workspaces?owner=*", e.admin)
-    if r.status == 200:
-        for w in r.json()["workspaces"]:
-            e.action(e.admin, w["owner"], w["name"], "delete")
-        mh.wait_until(lambda: call(m, "GET", "/api/v1/workspaces?owner=*",
-                                   e.admin).json()["workspaces"] == [], 60,
-                      what="every workspace deleted")
-    procs.stop_all()
-    reports = procs.sanitizer_reports()
-    assert not reports, reports[0][1]
+        "--max-workspaces-per-user", "4", "--max-running-per-user", "4")
 
 
 # ----------------------------------------------------------------- helpers

@@ -13,49 +13,21 @@ itself is not believed.
 """
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 
 import moat_harness as mh
-from test_ssh_gateway import SSHEnv
-from test_workspaces import call
+from test_ssh_gateway import gateway_module
 
 BALANCER_NET = "127.0.0.1/32"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, podman_socket, base_image):
-    if not Path("/dev/loop-control").exists():
-        pytest.skip("no loop devices")
-    tmp = tmp_path_factory.mktemp("sshpp")
-    data = tmp / "data"
-    mh.moatd_init(data)
-    run_dir = tmp / "run"
-    procs = mh.ProcGroup(tmp / "logs")
-    ssh_port = mh.free_port()
-    m = mh.Moatd(procs, data, extra_args=[
-        "--runtime-socket", podman_socket.socket,
-        "--run-dir", str(run_dir),
-        "--reconcile-interval", "300ms",
-        "--ssh-listen", f"127.0.0.1:{ssh_port}",
-        "--ssh-proxy-protocol-from", BALANCER_NET,
-        "--audit-fsync", "none",
-    ]).start()
-    m.wait_for_log("workspaces ready", timeout=30)
-    e = SSHEnv(m, run_dir, podman_socket.socket, ssh_port, tmp)
-    e.user_, e.tok_, e.key_, e.ws_ = e.user_with_ws("pp")
-    yield e
-    r = call(m, "GET", "/api/v1/workspaces?owner=*", e.admin)
-    if r.status == 200:
-        for w in r.json()["workspaces"]:
-            e.action(e.admin, w["owner"], w["name"], "delete")
-        mh.wait_until(lambda: call(m, "GET", "/api/v1/workspaces?owner=*",
-                                   e.admin).json()["workspaces"] == [], 60,
-                      what="every workspace deleted")
-    procs.stop_all()
-    reports = procs.sanitizer_reports()
-    assert not reports, reports[0][1]
+    for e in gateway_module(tmp_path_factory, podman_socket, "sshpp",
+                            "--ssh-proxy-protocol-from", BALANCER_NET):
+        e.user_, e.tok_, e.key_, e.ws_ = e.user_with_ws("pp")
+        yield e
 
 
 def ssh_via(env, key, port, source, *cmd):

@@ -143,6 +143,19 @@ class Env:
             ("" if what == "delete" else f"/{what}")
         return call(self.m, method, path, token)
 
+    def delete_all(self):
+        """Deletes every workspace through the API and waits until they
+        are gone (module teardown: nothing is left behind)."""
+        r = call(self.m, "GET", "/api/v1/workspaces?owner=*", self.admin)
+        if r.status != 200:
+            return
+        for w in r.json()["workspaces"]:
+            self.action(self.admin, w["owner"], w["name"], "delete")
+        mh.wait_until(lambda: call(self.m, "GET",
+                                   "/api/v1/workspaces?owner=*", self.admin)
+                      .json()["workspaces"] == [], 60,
+                      what="every workspace deleted")
+
     def agent_dir(self, ws_id):
         return self.run_dir / "ws" / ws_id / "agent"
 
@@ -177,13 +190,7 @@ def env(tmp_path_factory, podman_socket, base_image):
     e = Env(m, run_dir, podman_socket.socket)
     yield e
     # Leave nothing behind: delete every workspace through the API.
-    r = call(m, "GET", "/api/v1/workspaces?owner=*", e.admin)
-    if r.status == 200:
-        for w in r.json()["workspaces"]:
-            e.action(e.admin, w["owner"], w["name"], "delete")
-        mh.wait_until(lambda: call(m, "GET", "/api/v1/workspaces?owner=*",
-                                   e.admin).json()["workspaces"] == [], 60,
-                      what="every workspace deleted")
+    e.delete_all()
     procs.stop_all()
     reports = procs.sanitizer_reports()
     assert not reports, reports[0][1]
