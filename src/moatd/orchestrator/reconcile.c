@@ -484,19 +484,15 @@ out:
 	return r;
 }
 
-/* Tears the workspace down and records final_state (NULL: none, a restart
- * goes on) with why, or the document's stop_reason when why is NULL. */
 static int
-step_stop(struct orch *o, json_t *doc, const char *final_state,
-    const char *why)
+step_stop(struct orch *o, json_t *doc, const char *final_state)
 {
 	char err[512] = "";
 	char reason[256];
 	int r;
 
-	if (why == NULL)
-		why = json_get_str(doc, "stop_reason");
-	snprintf(reason, sizeof(reason), "%s", why != NULL ? why : "");
+	snprintf(reason, sizeof(reason), "%s", json_get_str(doc,
+	    "stop_reason") ? json_get_str(doc, "stop_reason") : "");
 	if ((r = orch__set_state(o, doc, "stopping", "")) != 0)
 		return r;
 	if ((r = teardown(o, doc, false, err, sizeof(err))) != 0) {
@@ -703,7 +699,7 @@ reconcile_one(struct orch *o, json_t *doc, bool size_check)
 	} else if (str_is(desired, "running")) {
 		if (restart && (str_is(state, "running") ||
 		    str_is(state, "starting")) &&
-		    step_stop(o, doc, NULL, NULL) != 0)
+		    step_stop(o, doc, NULL) != 0)
 			goto out;
 		(void)step_start(o, doc);
 	} else if (str_is(desired, "stopped")) {
@@ -712,7 +708,7 @@ reconcile_one(struct orch *o, json_t *doc, bool size_check)
 			    json_get_str(doc, "reason")) != 0)
 				goto out;	/* the next pass tries again */
 		} else
-			(void)step_stop(o, doc, "stopped", NULL);
+			(void)step_stop(o, doc, "stopped");
 	}
 out:
 	release_lease(o, doc);
@@ -747,6 +743,7 @@ orch__stop_all_for_exit(struct orch *o)
 	static const char why[] = "moatd shut down (stop-workspaces-on-exit); "
 	    "it starts again with moatd";
 	json_t *docs = NULL, *d;
+	char err[512];
 	size_t i;
 
 	if (store_list(o->app->store, COLL_WORKSPACES, NULL, NULL, NULL, 0,
@@ -761,7 +758,16 @@ orch__stop_all_for_exit(struct orch *o)
 			continue;
 		if (!take_lease(o, d))
 			continue;
-		(void)step_stop(o, d, "stopped", why);
+		/* Unlike step_stop, a failure is not "failed": the workspace
+		 * stays "stopping" and starts again with moatd. */
+		err[0] = '\0';
+		if (orch__set_state(o, d, "stopping", "") != 0 ||
+		    teardown(o, d, false, err, sizeof(err)) != 0) {
+			log_warn(C, "cannot stop a workspace on exit",
+			    LF_STR("workspace", ws_id(d)), LF_STR("error", err));
+		} else if (orch__set_state(o, d, "stopped", why) == 0) {
+			orch__audit(o, d, "stopped", "success", why);
+		}
 		release_lease(o, d);
 	}
 	json_decref(docs);
