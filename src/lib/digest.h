@@ -8,7 +8,10 @@
 
 #include <stddef.h>
 
-/* out gets 64 hex digits and a NUL; "" if the digest failed. */
-void sha256_hex(const void *p, size_t len, char out[65]);
+#include "errors.h"
+
+/* out gets 64 hex digits and a NUL: 0, or MOAT_ERR_CRYPTO with out "" if
+ * OpenSSL failed (out of memory). */
+int sha256_hex(const void *p, size_t len, char out[65]) MOAT_MUST_CHECK;
 
 #endif

@@ -589,9 +589,10 @@ digest_of(const json_t *doc, char out[65])
 	size_t len = 0;
 	char *s = json_canonical(doc, &len);
 
+	/* "" on failure: matches nothing moatd pushed, so it pushes again. */
 	out[0] = '\0';
-	if (s != NULL)
-		sha256_hex(s, len, out);
+	if (s != NULL && sha256_hex(s, len, out) != 0)
+		out[0] = '\0';
 	free(s);
 }
 

@@ -119,7 +119,8 @@ identity_token_create(struct identity *id, const struct principal *p,
 	}
 	memcpy(tok, IDENTITY_TOKEN_PREFIX, 5);
 	memcpy(tok + 5, b64, IDENTITY_TOKEN_LEN - 5 + 1);
-	sha256_hex(tok, IDENTITY_TOKEN_LEN, hex);
+	if ((r = sha256_hex(tok, IDENTITY_TOKEN_LEN, hex)) != 0)
+		goto out;
 
 	d = json_pack("{s:s, s:s, s:s, s:O, s:I, s:b, s:I}", "user_id",
 	    p->user_id, "name", name, "hash", hex, "scope", scope_json,

@@ -332,7 +332,10 @@ link_tick(struct egress_link *l)
 		link_fail(l, "encode", "out of memory");
 		goto out;
 	}
-	sha256_hex(text, len, digest);
+	if (sha256_hex(text, len, digest) != 0) {
+		link_fail(l, "digest", "SHA-256 failed");
+		goto out;
+	}
 	must_push = strcmp(digest, l->pushed) != 0;
 	if (!must_push && now_ms() - l->last_check_ms >= l->resync_ms) {
 		/* Does the proxy still have our version (a restart loses it)? */
