@@ -554,6 +554,7 @@ static int
 docker_remove(struct driver *drv, const char *workspace_id, char *err,
     size_t errlen)
 {
+	static const char busy[] = "resource busy";
 	struct docker *d = (struct docker *)drv;
 	struct docker_req rq = { .method = "DELETE", .timeout_s =
 	    DOCKER_CALL_TIMEOUT_S, .max = DOCKER_BODY_MAX };
@@ -576,7 +577,7 @@ docker_remove(struct driver *drv, const char *workspace_id, char *err,
 		r = docker_call(d, &rq, &status, &resp, err, errlen);
 		if (r != 0 || status != 500 || attempt >= DOCKER_BUSY_TRIES ||
 		    resp.len == 0 ||
-		    memmem(resp.data, resp.len, "resource busy", 13) == NULL)
+		    memmem(resp.data, resp.len, busy, sizeof(busy) - 1) == NULL)
 			break;
 		usleep(DOCKER_BUSY_WAIT_MS * 1000);
 	}
